@@ -1,0 +1,77 @@
+"""The built-in plugin: the ``callable`` task kind.
+
+A ``callable`` task runs a plain Python function named in the config::
+
+    [[tasks]]
+    name = "motor.move"
+    kind = "callable"
+    target = "mypackage.motor:move"
+
+The function takes no argument, or one: the request params (a dict), or the
+``Job`` if its parameter is named ``job``. It may be sync or async. It
+returns a dict (the result data), None (no data), or a ``Status`` (the
+epics-bridge style ``return TaskStatus.SUCCESS``); it may raise a
+``bridgehost.errors.JobError`` subclass to pick the status.
+
+A sync function runs in a worker thread so the event loop stays live. A
+thread cannot be killed: on timeout the job ends TIMEOUT at once but the
+thread runs on to its end. Use the ``analysis`` kind (a process per run) for
+code that may hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from bridgehost.config import TaskConfig
+from bridgehost.errors import InvalidField
+from bridgehost.hookspecs import hookimpl
+from bridgehost.plugins import import_object
+
+if TYPE_CHECKING:
+    from bridgehost.host import Host
+    from bridgehost.jobs import Job
+
+
+class CallableTaskConfig(TaskConfig, kw_only=True):
+    """``kind = "callable"``: ``target`` is ``"package.module:function"``."""
+
+    target: str
+
+
+class CallableTask:
+    """Runs ``config.target`` for each job."""
+
+    def __init__(self, config: CallableTaskConfig, host: Host):
+        try:
+            self.function = import_object(config.target)
+        except Exception as e:
+            raise InvalidField(
+                "target",
+                f"cannot import {config.target!r}: {type(e).__name__}: {e}",
+                "give 'package.module:function' of a module importable by the host's Python",
+            ) from e
+        if not callable(self.function):
+            raise InvalidField("target", f"{config.target!r} is not callable")
+        params = list(inspect.signature(self.function).parameters.values())
+        required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(required) > 1:
+            raise InvalidField(
+                "target",
+                f"{config.target!r} takes {len(required)} arguments; a callable task's function takes none or one",
+            )
+        self._arg = "job" if required and required[0].name == "job" else ("params" if required else None)
+        self._is_async = inspect.iscoroutinefunction(self.function)
+
+    async def run(self, job: Job) -> Any:
+        args = () if self._arg is None else ((job,) if self._arg == "job" else (job.params,))
+        if self._is_async:
+            return await self.function(*args)
+        return await asyncio.to_thread(self.function, *args)
+
+
+@hookimpl
+def register_tasks(registry):
+    registry.add("callable", CallableTask, config=CallableTaskConfig, summary="a Python function, sync or async")

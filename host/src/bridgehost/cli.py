@@ -1,0 +1,177 @@
+"""The ``bridgehost`` command.
+
+Exit codes: 0 success; 1 a runtime failure (a component did not start, a
+call failed or timed out); 2 a usage or config error (the message names the
+file, the key and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import msgspec
+
+import bridgehost
+from bridgehost import logs
+from bridgehost.config import Config, parse_config, read_plugins_section, read_toml
+from bridgehost.errors import BridgehostError, ConfigError
+from bridgehost.host import Host, StartError
+from bridgehost.plugins import Plugins, load_plugins
+from bridgehost.registry import Kind
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+ENDPOINT_ENV = "BRIDGEHOST_ENDPOINT"
+
+
+def load(path: str) -> tuple[Config, Plugins]:
+    """Read ``path``, load the plugins its ``[plugins]`` table allows, and
+    validate the rest. Raises ConfigError."""
+    raw = read_toml(path)
+    selection = read_plugins_section(raw, path)
+    plugins = load_plugins(load=selection.load, disable=selection.disable)
+    return parse_config(raw, plugins, source=path), plugins
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config, plugins = load(args.config)
+    logs.configure(args.log_level or config.host.log_level)
+    host = Host(config, plugins)
+    try:
+        asyncio.run(host.serve())
+    except StartError as e:
+        print(f"bridgehost: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config, plugins = load(args.config)
+    Host(config, plugins)  # builds every component: imports targets, resolves transports
+    print(f"{args.config}: OK")
+    for kind in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG):
+        for i, item in enumerate(getattr(config, kind.section)):
+            name = getattr(item, "name", "")
+            print(f"  {kind.section}[{i}]: {item.kind}{f' {name!r}' if name else ''}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = load_plugins()
+    infos = sorted(plugins.infos.values(), key=lambda i: i.name)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+        return 0
+    for info in infos:
+        where = f"{info.distribution or '-'} {info.version or ''}".strip()
+        print(f"{info.name}  ({where})  {info.module}")
+        for kind, names in sorted(info.kinds.items()):
+            print(f"    {kind}: {', '.join(names)}")
+        if info.error:
+            print(f"    FAILED TO LOAD: {info.error}")
+            if args.traceback:
+                print("    " + plugins.failures[info.name].traceback.rstrip().replace("\n", "\n    "))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    try:
+        from bridgehost_ipc.client import Client
+    except ImportError:
+        print("bridgehost call needs bridgehost-ipc: pip install bridgehost-ipc", file=sys.stderr)
+        return 2
+    try:
+        data = json.loads(args.data) if args.data is not None else {}
+    except json.JSONDecodeError as e:
+        print(f"bridgehost call: DATA is not valid JSON ({e}); quote it, e.g. '{{\"run_id\": \"r1\"}}'", file=sys.stderr)
+        return 2
+    endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV) or _endpoint_from(args.config) or DEFAULT_ENDPOINT
+    with Client(endpoint) as client:
+        try:
+            response = client.call(args.topic, data, timeout_s=args.timeout)
+        except TimeoutError as e:
+            print(f"bridgehost call: {e}", file=sys.stderr)
+            return 1
+    print(msgspec.json.format(msgspec.json.encode(response), indent=2).decode())
+    return 0 if response.success else 1
+
+
+def _endpoint_from(path: str | None) -> str | None:
+    if not path:
+        return None
+    config, _ = load(path)
+    for transport in config.transports:
+        endpoint = getattr(transport, "endpoint", None)
+        if transport.kind == "zmq" and endpoint:
+            return endpoint
+    return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    registry = load_plugins().registry(Kind.DEMO)
+    if args.list:
+        for entry in registry:
+            print(f"{entry.name}  ({entry.plugin})  {entry.summary}")
+        return 0
+    entry = registry.get(args.name, source="bridgehost demo", key=args.name)
+    return int(entry.factory() or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridgehost", description="Run Python logic beside a control system, safely."
+    )
+    parser.add_argument("--version", action="version", version=f"bridgehost {bridgehost.__version__}")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: the config's, else INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a host from a TOML config until SIGTERM/SIGINT")
+    p.add_argument("config", help="path of the TOML config")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate a config and build its components without starting them")
+    p.add_argument("config", help="path of the TOML config")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("plugins", help="list installed plugins, what each registers, and load failures")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--traceback", action="store_true", help="show the traceback of each load failure")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("call", help="send one request to a running host over ZeroMQ and print the response")
+    p.add_argument("topic", help="the task name, e.g. python.run_analysis")
+    p.add_argument("data", nargs="?", help="request data as a JSON object (default {})")
+    p.add_argument("--endpoint", help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV}, --config's, else {DEFAULT_ENDPOINT})")
+    p.add_argument("--config", help="take the endpoint from this config's zmq transport")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the response (default 30)")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("demo", help="run a self-contained demo (default: traction)")
+    p.add_argument("name", nargs="?", default="traction", help="which demo (default traction)")
+    p.add_argument("--list", action="store_true", help="list the demos the installed plugins provide")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "run":
+        logs.configure(args.log_level or "WARNING")
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"bridgehost: {e}", file=sys.stderr)
+        return 2
+    except BridgehostError as e:
+        print(f"bridgehost: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # a bad --log-level
+        print(f"bridgehost: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""TOML config -> validated msgspec Structs.
+
+A config selects what runs::
+
+    [host]
+    name = "traction-rig"
+
+    [[transports]]
+    kind = "zmq"
+
+    [[tasks]]
+    name = "python.run_analysis"
+    kind = "analysis"
+    datastore = "./datastore"
+
+Each ``[[transports]]``, ``[[triggers]]``, ``[[tasks]]`` and ``[[watchdogs]]``
+table is validated by the config Struct its kind registered. Every error is a
+``ConfigError`` naming the file, the key path (``tasks[0].timeout_s``), what
+was expected and what was found. Reference: ``docs/config.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+
+from bridgehost.errors import ConfigError
+from bridgehost.registry import Kind
+
+if TYPE_CHECKING:
+    from bridgehost.plugins import Plugins
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config table: a misspelt key is an error, not ignored."""
+
+
+class HostConfig(Section):
+    """``[host]``: the host itself."""
+
+    name: str = "bridgehost"
+    """Shown in logs and in answers to ``host.ping``."""
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    """On SIGTERM/SIGINT, seconds running jobs may take to finish before they
+    are cancelled."""
+    log_level: str = "INFO"
+
+
+class PluginsConfig(Section):
+    """``[plugins]``: which installed plugins load.
+
+    ``load`` is an allow-list of plugin (entry point) names; absent means all.
+    ``disable`` is a block-list. The environment variables
+    ``BRIDGEHOST_LOAD_PLUGINS`` and ``BRIDGEHOST_DISABLE_PLUGINS`` (comma
+    separated) take precedence over these keys.
+    """
+
+    load: list[str] | None = None
+    disable: list[str] = []
+
+
+class ComponentConfig(Section):
+    """Base of the four component tables; ``kind`` picks the implementation."""
+
+    kind: str
+
+
+class TransportConfig(ComponentConfig):
+    """Base of a ``[[transports]]`` table. ``name`` defaults to ``kind`` and is
+    how triggers refer to the transport."""
+
+    name: str = ""
+
+
+class TriggerConfig(ComponentConfig):
+    """Base of a ``[[triggers]]`` table."""
+
+
+class TaskConfig(ComponentConfig):
+    """Base of a ``[[tasks]]`` table: what every task has.
+
+    ``name`` is what requests ask for (for ZeroMQ, the topic, e.g.
+    ``python.run_analysis``). ``timeout_s`` is the wall-clock limit of one run
+    (absent: no limit). ``concurrency`` jobs of this task run at once; up to
+    ``queue_size`` more wait, and a request beyond that is answered BUSY.
+    """
+
+    name: str
+    timeout_s: PositiveFloat | None = 60.0
+    concurrency: PositiveInt = 1
+    queue_size: NonNegativeInt = 16
+
+
+class WatchdogConfig(ComponentConfig):
+    """Base of a ``[[watchdogs]]`` table."""
+
+
+class Config(msgspec.Struct, kw_only=True):
+    """A whole validated config. ``source`` is the file it came from."""
+
+    source: str = "<config>"
+    host: HostConfig = msgspec.field(default_factory=HostConfig)
+    plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
+    transports: list[TransportConfig] = []
+    triggers: list[TriggerConfig] = []
+    tasks: list[TaskConfig] = []
+    watchdogs: list[WatchdogConfig] = []
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the config are resolved against."""
+        path = Path(self.source)
+        return path.parent if path.suffix else Path.cwd()
+
+
+_TOP_LEVEL = {"host", "plugins"} | {k.section for k in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG)}
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file. Raises ConfigError if it is missing or not TOML."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found", "pass the path of an existing TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "", f"not valid TOML: {e}") from e
+
+
+def read_plugins_section(raw: dict[str, Any], source: str) -> PluginsConfig:
+    """The ``[plugins]`` table alone, needed before plugins load."""
+    return _convert(raw.get("plugins", {}), PluginsConfig, source, "plugins", raw.get("plugins", {}))
+
+
+def load_config(path: str | os.PathLike[str], plugins: Plugins) -> Config:
+    """Read and validate the config file at ``path`` against the kinds
+    registered by ``plugins``. Raises ConfigError."""
+    return parse_config(read_toml(path), plugins, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], plugins: Plugins, *, source: str = "<config>") -> Config:
+    """Validate a decoded TOML document. Raises ConfigError (or its subclass
+    UnknownKindError, chained to a broken plugin's exception where relevant)."""
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(
+                source, key, "unknown top-level table", f"the top level takes: {', '.join(sorted(_TOP_LEVEL))}"
+            )
+    host = _convert(raw.get("host", {}), HostConfig, source, "host", raw.get("host"))
+    plugins_cfg = read_plugins_section(raw, source)
+    sections: dict[str, list[Any]] = {}
+    for kind in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG):
+        items = raw.get(kind.section, [])
+        if not isinstance(items, list):
+            raise ConfigError(
+                source,
+                kind.section,
+                f"expected an array of tables ([[{kind.section}]]), found {_describe(items)}",
+            )
+        converted = []
+        for i, item in enumerate(items):
+            key = f"{kind.section}[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(source, key, f"expected a table, found {_describe(item)}")
+            name = item.get("kind")
+            if not isinstance(name, str):
+                raise ConfigError(
+                    source,
+                    f"{key}.kind",
+                    "missing" if name is None else f"expected a string, found {_describe(name)}",
+                    f"available {kind.value} kinds: {', '.join(plugins.registry(kind).names()) or 'none'}",
+                )
+            entry = plugins.registry(kind).get(name, source=source, key=f"{key}.kind")
+            assert entry.config is not None
+            converted.append(_convert(item, entry.config, source, key, item))
+        sections[kind.section] = converted
+    config = Config(source=source, host=host, plugins=plugins_cfg, **sections)
+    _check_unique(config)
+    return config
+
+
+def _check_unique(config: Config) -> None:
+    seen: dict[str, int] = {}
+    for i, task in enumerate(config.tasks):
+        if task.name in seen:
+            raise ConfigError(
+                config.source,
+                f"tasks[{i}].name",
+                f"task name {task.name!r} is already used by tasks[{seen[task.name]}]",
+                "give every task a distinct name: requests select a task by it",
+            )
+        seen[task.name] = i
+    names: dict[str, int] = {}
+    for i, transport in enumerate(config.transports):
+        name = transport.name or transport.kind
+        if name in names:
+            raise ConfigError(
+                config.source,
+                f"transports[{i}].name",
+                f"transport name {name!r} is already used by transports[{names[name]}]",
+                "set a distinct `name` on each transport of the same kind",
+            )
+        names[name] = i
+
+
+def _convert(value: Any, type_: type[msgspec.Struct], source: str, key: str, raw: Any) -> Any:
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as e:
+        raise _config_error(str(e), type_, source, key, raw) from None
+
+
+def _config_error(text: str, type_: type, source: str, key: str, raw: Any) -> ConfigError:
+    m = _AT.match(text)
+    assert m is not None
+    message, path = m.group("msg"), m.group("path") or ""
+    full_key = key + path
+    if u := _UNKNOWN.match(message):
+        fields = ", ".join(f for f in getattr(type_, "__struct_fields__", ()))
+        return ConfigError(
+            source,
+            f"{full_key}.{u.group('field')}",
+            "unknown key",
+            f"check its spelling; this table takes: {fields}",
+        )
+    if u := _MISSING.match(message):
+        return ConfigError(source, f"{full_key}.{u.group('field')}", "required key is missing")
+    found = _lookup(raw, path)
+    expected = message[0].lower() + message[1:] if message else message
+    expected = expected.replace("`", "")
+    if found is not _NOTHING:
+        expected = re.sub(r", got \w+$", "", expected)
+        expected += f", found {_describe(found)}"
+    return ConfigError(source, full_key, expected)
+
+
+_NOTHING = object()
+_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _lookup(raw: Any, path: str) -> Any:
+    node = raw
+    for name, index in _PART.findall(path):
+        try:
+            node = node[int(index)] if index else node[name]
+        except (KeyError, IndexError, TypeError):
+            return _NOTHING
+    return node
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"

@@ -1,0 +1,112 @@
+"""The hooks a bridgehost plugin may implement.
+
+A plugin is a module with functions marked ``@hookimpl``, exposed through an
+entry point in the group ``bridgehost``::
+
+    [project.entry-points.bridgehost]
+    myplugin = "myplugin.plugin"
+
+Four ``register_*`` hooks contribute named implementations of the four kinds
+of component; the lifecycle hooks let a plugin react to every job whatever
+its source. Lifecycle hooks run on the host's event loop: they must return
+quickly and never block. An exception in one is logged and does not stop the
+job or the other plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from bridgehost.host import Host
+    from bridgehost.jobs import Job, JobEvent, Outcome
+    from bridgehost.registry import Registry
+
+hookspec = pluggy.HookspecMarker("bridgehost")
+hookimpl = pluggy.HookimplMarker("bridgehost")
+
+
+@hookspec
+def register_transports(registry: Registry) -> None:
+    """Register transport kinds: what carries messages between the host and
+    the outside (a ZeroMQ ROUTER socket, a PV Access server).
+
+    Call ``registry.add(name, factory, config=ConfigStruct)``; ``factory(config,
+    host)`` returns an object with optional ``async start()`` and ``async stop()``.
+    ``ConfigStruct`` subclasses ``bridgehost.config.TransportConfig``; declare
+    it ``class MyConfig(TransportConfig, kw_only=True)`` (msgspec does not
+    inherit ``kw_only``, and it lets a required field follow the base's
+    optional ones). Unknown keys are refused.
+    """
+
+
+@hookspec
+def register_triggers(registry: Registry) -> None:
+    """Register trigger kinds: sources of job requests (a ZeroMQ request, a
+    Trigger PV, a timer).
+
+    Same contract as ``register_transports``; ``ConfigStruct`` subclasses
+    ``bridgehost.config.TriggerConfig``. A trigger hands work to the host with
+    ``host.submit(Request)``, which returns a future of the ``Outcome``.
+    """
+
+
+@hookspec
+def register_tasks(registry: Registry) -> None:
+    """Register task kinds: what a job runs (``analysis``, ``callable``, ...).
+
+    ``ConfigStruct`` subclasses ``bridgehost.config.TaskConfig`` (which gives
+    every task ``name``, ``timeout_s``, ``concurrency`` and ``queue_size``).
+    ``factory(config, host)`` returns an object with ``async run(job) -> result``;
+    the result becomes ``Outcome.data``. To end with another status, raise a
+    ``bridgehost.errors.JobError`` subclass. ``run`` must stop promptly and
+    release what it started when cancelled (timeout or shutdown).
+    """
+
+
+@hookspec
+def register_watchdogs(registry: Registry) -> None:
+    """Register watchdog kinds: proofs of liveness to the outside (a heartbeat
+    PV, systemd's sd_notify). ``ConfigStruct`` subclasses
+    ``bridgehost.config.WatchdogConfig``. ``host.liveness`` tells, from any
+    thread, how long the event loop has not advanced.
+    """
+
+
+@hookspec
+def register_demos(registry: Registry) -> None:
+    """Register runnable demos for ``bridgehost demo NAME``.
+
+    Call ``registry.add(name, function, summary="...")``; ``function()`` takes
+    no arguments, runs the demo end to end and returns a process exit code.
+    """
+
+
+@hookspec
+def host_started(host: Host) -> None:
+    """Every component has started and the host accepts requests."""
+
+
+@hookspec
+def job_started(job: Job) -> None:
+    """A job leaves its queue and begins running."""
+
+
+@hookspec
+def job_event(job: Job, event: JobEvent) -> None:
+    """A running job reports progress, a location, a duration estimate or a
+    diagnostic. Events of one job arrive in order, ``event.seq`` counting from 1."""
+
+
+@hookspec
+def job_finished(job: Job, outcome: Outcome) -> None:
+    """A job has ended, whatever its status, including jobs refused as BUSY
+    or REJECTED and jobs cancelled before they started. Called once per job,
+    before the outcome goes back to the trigger."""
+
+
+@hookspec
+def host_stopping(host: Host) -> None:
+    """The host stops accepting requests and begins its shutdown."""

@@ -1,0 +1,369 @@
+"""The Host: builds the configured components, dispatches requests to tasks
+on one asyncio loop, and shuts down without dropping an accepted request.
+
+Flow of one job: a trigger calls ``host.submit(Request)`` -> the task's lane
+(a bounded FIFO in front of ``concurrency`` running slots) -> ``task.run(job)``
+under ``asyncio.timeout(timeout_s)`` -> an ``Outcome`` -> the lifecycle hooks
+-> the future the trigger awaits, which carries the reply back.
+
+Every submit resolves to exactly one Outcome: a request is never silently
+dropped. A full queue answers BUSY; an unknown task or a stopping host
+answers REJECTED; on shutdown queued jobs answer CANCELLED and running ones
+get ``shutdown_grace_s`` to finish before they are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from bridgehost.config import ComponentConfig, Config, TaskConfig
+from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError
+from bridgehost.jobs import Job, JobEvent, Outcome, Request, Status
+from bridgehost.liveness import Liveness
+from bridgehost.plugins import Plugins
+from bridgehost.registry import Kind
+
+log = logging.getLogger(__name__)
+
+
+class HostState(enum.StrEnum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class StartError(BridgehostError):
+    """A component failed to start (an endpoint in use, a server down).
+    Components started before it have been stopped again."""
+
+
+@dataclass
+class Component:
+    """A built component and where it came from in the config."""
+
+    kind: Kind
+    index: int
+    config: ComponentConfig
+    impl: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.section}[{self.index}] ({self.config.kind})"
+
+
+class Host:
+    """Runs the components a ``Config`` selects, from the kinds ``plugins`` registered.
+
+    Building (``Host(config, plugins)``) instantiates every component and
+    raises ``ConfigError`` for a kind that is missing or a field a factory
+    rejects, so ``bridgehost check`` can build without starting.
+    Components are built and started in the order tasks, watchdogs,
+    transports, triggers, so each can look up those before it (a trigger
+    finds its transport in ``host.transports``), and stopped in reverse.
+    """
+
+    def __init__(self, config: Config, plugins: Plugins):
+        self.config = config
+        self.plugins = plugins
+        self.name = config.host.name
+        self.liveness = Liveness()
+        self.state = HostState.NEW
+        self.components: list[Component] = []
+        self.transports: dict[str, Any] = {}
+        """Built transports by name (``name`` or else ``kind``)."""
+        self.lanes: dict[str, TaskLane] = {}
+        """One lane per configured task, by task name."""
+        self._stop_requested: asyncio.Event | None = None
+        self._signals = 0
+        self._liveness_task: asyncio.Task[None] | None = None
+
+        for i, cfg in enumerate(config.tasks):
+            impl = self._build(Kind.TASK, i, cfg).impl
+            self.lanes[cfg.name] = TaskLane(self, cfg, impl)
+        for i, cfg in enumerate(config.watchdogs):
+            self._build(Kind.WATCHDOG, i, cfg)
+        for i, cfg in enumerate(config.transports):
+            self.transports[cfg.name or cfg.kind] = self._build(Kind.TRANSPORT, i, cfg).impl
+        for i, cfg in enumerate(config.triggers):
+            self._build(Kind.TRIGGER, i, cfg)
+
+    def _build(self, kind: Kind, index: int, cfg: ComponentConfig) -> Component:
+        key = f"{kind.section}[{index}]"
+        entry = self.plugins.registry(kind).get(cfg.kind, source=self.config.source, key=f"{key}.kind")
+        try:
+            impl = entry.factory(cfg, self)
+        except ConfigError:
+            raise
+        except InvalidField as e:
+            raise ConfigError(self.config.source, f"{key}.{e.field}", e.message, e.hint) from e
+        except Exception as e:
+            raise ConfigError(
+                self.config.source,
+                key,
+                f"cannot build {kind.value} {cfg.kind!r} (plugin {entry.plugin!r}): {type(e).__name__}: {e}",
+            ) from e
+        component = Component(kind, index, cfg, impl)
+        self.components.append(component)
+        return component
+
+    def task_names(self) -> list[str]:
+        """The configured task names, which requests select."""
+        return sorted(self.lanes)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every component, then accept requests.
+
+        Raises ``StartError`` (after stopping what had started) if a
+        component's ``start()`` raises.
+        """
+        if self.state is not HostState.NEW:
+            raise RuntimeError(f"host {self.name!r} cannot start: it is {self.state}")
+        self._stop_requested = asyncio.Event()
+        self._liveness_task = asyncio.create_task(self.liveness.run(), name="bridgehost-liveness")
+        started: list[Component] = []
+        for component in self.components:
+            try:
+                await _call_optional(component.impl, "start")
+            except Exception as e:
+                log.error("cannot start %s: %s", component.label, e)
+                for done in reversed(started):
+                    await self._stop_component(done)
+                self._liveness_task.cancel()
+                self.state = HostState.STOPPED
+                raise StartError(f"cannot start {component.label}: {type(e).__name__}: {e}") from e
+            started.append(component)
+        self.state = HostState.RUNNING
+        log.info("host %r running: tasks %s", self.name, ", ".join(self.task_names()) or "none")
+        self.notify("host_started", host=self)
+
+    def request_stop(self) -> None:
+        """Ask ``serve()`` to shut down (what SIGTERM/SIGINT do)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM/SIGINT (or ``request_stop()``), then stop.
+
+        A second signal during shutdown skips the rest of the grace period.
+        """
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            assert self._stop_requested is not None
+            await self._stop_requested.wait()
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("%s: stopping (send again to cancel running jobs now)", sig.name)
+            self.request_stop()
+        else:
+            log.warning("%s again: cancelling running jobs now", sig.name)
+            for lane in self.lanes.values():
+                lane.cancel_running()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting, settle every accepted request, stop the components.
+
+        Queued jobs end CANCELLED at once; running jobs get ``grace_s``
+        (default ``[host] shutdown_grace_s``) seconds, then are cancelled and
+        end CANCELLED. Every accepted request's future is resolved before the
+        transports stop, so its reply can still be sent.
+        """
+        if self.state in (HostState.STOPPING, HostState.STOPPED):
+            return
+        self.state = HostState.STOPPING
+        grace = self.config.host.shutdown_grace_s if grace_s is None else grace_s
+        log.info("host %r stopping (grace %.1f s)", self.name, grace)
+        self.notify("host_stopping", host=self)
+        for component in reversed(self.components):
+            if component.kind is Kind.TRIGGER:
+                await self._stop_component(component)
+        for lane in self.lanes.values():
+            lane.cancel_waiting("the host stopped before the job started")
+        running = [t for lane in self.lanes.values() for t in lane.running.values()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                log.warning("%d job(s) still running after %.1f s grace: cancelling", len(pending), grace)
+                for lane in self.lanes.values():
+                    lane.cancel_running()
+                await asyncio.wait(pending)
+        for component in reversed(self.components):
+            if component.kind is not Kind.TRIGGER:
+                await self._stop_component(component)
+        if self._liveness_task is not None:
+            self._liveness_task.cancel()
+        self.state = HostState.STOPPED
+        log.info("host %r stopped", self.name)
+
+    async def _stop_component(self, component: Component) -> None:
+        try:
+            await _call_optional(component.impl, "stop")
+        except Exception:
+            log.exception("error stopping %s", component.label)
+
+    # -- requests ----------------------------------------------------------
+
+    def submit(self, request: Request) -> asyncio.Future[Outcome]:
+        """Hand a request to its task; call on the host's loop.
+
+        Returns a future that always resolves to an ``Outcome``: the job's,
+        or at once BUSY (the task's queue is full) or REJECTED (no such task,
+        or the host is not running). Never raises for a bad request.
+        """
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        job = Job(request, emit=self._emit)
+        if self.state is not HostState.RUNNING:
+            self.settle(job, future, Status.REJECTED, f"host {self.name!r} is {self.state}; the request was not run")
+            return future
+        lane = self.lanes.get(request.task)
+        if lane is None:
+            tasks = ", ".join(self.task_names()) or "none"
+            self.settle(
+                job, future, Status.REJECTED, f"no task named {request.task!r} on host {self.name!r} (tasks: {tasks})"
+            )
+            return future
+        lane.offer(job, future)
+        return future
+
+    def settle(
+        self,
+        job: Job,
+        future: asyncio.Future[Outcome],
+        status: Status,
+        error: str = "",
+        data: Any = None,
+        duration_s: float = 0.0,
+    ) -> Outcome:
+        """End ``job`` with an Outcome: log it, call ``job_finished``, resolve
+        ``future``. The one place a job ends, so each ends exactly once."""
+        outcome = Outcome(job_id=job.id, task=job.task, status=status, data=data, error=error, duration_s=duration_s)
+        level = logging.INFO if status is Status.SUCCESS else logging.WARNING
+        ran = f" in {duration_s:.3f} s" if job.started_at is not None else " without running"
+        job.log.log(level, "%s%s%s", status.name, ran, f": {error}" if error else "")
+        self.notify("job_finished", job=job, outcome=outcome)
+        if not future.done():
+            future.set_result(outcome)
+        return outcome
+
+    def _emit(self, job: Job, event: JobEvent) -> None:
+        self.notify("job_event", job=job, event=event)
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin, each isolated: one that
+        raises is logged and the others still run."""
+        for impl in reversed(getattr(self.plugins.hook, hook).get_hookimpls()):
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception:
+                log.exception("plugin %r raised in %s", impl.plugin_name, hook)
+
+
+class TaskLane:
+    """One configured task: its implementation, a bounded FIFO of waiting
+    jobs and up to ``concurrency`` running ones.
+
+    A lane per task (not one queue for the host) so a slow task cannot make
+    another task's requests BUSY.
+    """
+
+    def __init__(self, host: Host, config: TaskConfig, impl: Any):
+        self.host = host
+        self.config = config
+        self.impl = impl
+        self.waiting: collections.deque[tuple[Job, asyncio.Future[Outcome]]] = collections.deque()
+        self.running: dict[str, asyncio.Task[None]] = {}
+
+    def offer(self, job: Job, future: asyncio.Future[Outcome]) -> None:
+        if len(self.running) < self.config.concurrency:
+            self._start(job, future)
+        elif len(self.waiting) < self.config.queue_size:
+            self.waiting.append((job, future))
+            job.log.debug("queued (%d waiting)", len(self.waiting))
+        else:
+            self.host.settle(
+                job,
+                future,
+                Status.BUSY,
+                f"busy: task {self.config.name!r} is running {len(self.running)} job(s) and its queue of "
+                f"{self.config.queue_size} is full; retry later",
+            )
+
+    def _start(self, job: Job, future: asyncio.Future[Outcome]) -> None:
+        task = asyncio.create_task(self._execute(job, future), name=f"job-{job.id}")
+        self.running[job.id] = task
+        task.add_done_callback(lambda _t: self._done(job.id))
+
+    def _done(self, job_id: str) -> None:
+        self.running.pop(job_id, None)
+        if self.waiting and self.host.state is HostState.RUNNING:
+            self._start(*self.waiting.popleft())
+
+    async def _execute(self, job: Job, future: asyncio.Future[Outcome]) -> None:
+        job.started_at = time.monotonic()
+        self.host.notify("job_started", job=job)
+        status, error, data = Status.SUCCESS, "", None
+        limit = self.config.timeout_s
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                result = await self.impl.run(job)
+            if isinstance(result, Status):
+                status = result
+                if not status.ok:
+                    error = f"task {self.config.name!r} returned {status.name}"
+            else:
+                data = result
+        except TimeoutError as e:
+            if deadline.expired():
+                status, error = Status.TIMEOUT, f"task {self.config.name!r} exceeded its timeout_s of {limit} s and was stopped"
+            else:
+                status, error, data = _crash(e)
+        except JobError as e:
+            status, error, data = e.status, str(e), e.data or None
+        except asyncio.CancelledError:
+            # Only the host cancels job tasks (shutdown); the job still gets its answer.
+            status, error = Status.CANCELLED, "cancelled: the host stopped while the job ran"
+        except (Exception, SystemExit) as e:
+            status, error, data = _crash(e)
+        duration = time.monotonic() - job.started_at
+        self.host.settle(job, future, status, error, data, duration)
+
+    def cancel_waiting(self, reason: str) -> None:
+        while self.waiting:
+            job, future = self.waiting.popleft()
+            self.host.settle(job, future, Status.CANCELLED, f"cancelled: {reason}")
+
+    def cancel_running(self) -> None:
+        for task in self.running.values():
+            task.cancel()
+
+
+def _crash(e: BaseException) -> tuple[Status, str, dict[str, str]]:
+    return Status.CRASH, f"{type(e).__name__}: {e}", {"traceback": "".join(traceback.format_exception(e))}
+
+
+async def _call_optional(obj: Any, method: str) -> None:
+    fn = getattr(obj, method, None)
+    if fn is not None:
+        result = fn()
+        if asyncio.iscoroutine(result):
+            await result

@@ -1,0 +1,157 @@
+"""The data that flows through the host: trigger -> Request -> Job -> Outcome -> reply.
+
+Everything here is a plain value (msgspec Structs and enums) so that any
+transport can encode it and any plugin can read it without importing the host.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class Status(enum.IntEnum):
+    """How a job ended.
+
+    Values 0-4 are epics-bridge's ``TaskStatus`` mbbi states (seed
+    ``epics-bridge-2.1.0.txt``: ZRVL..THVL plus Skipped), so the record maps
+    the number directly. The states epics-bridge lacks follow them.
+    """
+
+    SUCCESS = 0
+    """The task ran and returned its result."""
+    TASK_FAIL = 1
+    """The task ran and reported a logic failure (an interlock, a bad run)."""
+    IO_FAILURE = 2
+    """Reading or writing the outside world failed (a PV, a datastore file)."""
+    CRASH = 3
+    """The task's code raised, or its process died (exit, signal, memory)."""
+    SKIPPED = 4
+    """The task decided there was nothing to do."""
+    TIMEOUT = 5
+    """The task exceeded its ``timeout_s`` and was stopped."""
+    CANCELLED = 6
+    """The job was cancelled: the host stopped before or while it ran."""
+    BUSY = 7
+    """Refused without running: the task's queue was full. Retry later."""
+    REJECTED = 8
+    """Refused without running: the request was invalid or named no task."""
+
+    @property
+    def ok(self) -> bool:
+        return self is Status.SUCCESS
+
+
+def new_job_id() -> str:
+    """A fresh job id: 32 lowercase hex digits (a UUID4 without dashes)."""
+    return uuid.uuid4().hex
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """A request for work, as a trigger hands it to the host.
+
+    ``task`` is the configured task name (for ZeroMQ, the message topic).
+    ``params`` is the task's input (for ZeroMQ, the message ``data``).
+    ``source`` names the trigger ("zmq", "epics:RIG:01:"); ``ref`` is the
+    source's own id for the request (the ZeroMQ transaction id), carried into
+    every log line of the job so both ends can be matched.
+    """
+
+    task: str
+    params: dict[str, Any] = {}
+    source: str = ""
+    ref: str = ""
+    id: str = msgspec.field(default_factory=new_job_id)
+
+
+class EventKind(enum.StrEnum):
+    """What a job event reports (seed ``automancer-processes.txt``)."""
+
+    PROGRESS = "progress"
+    LOCATION = "location"
+    DURATION = "duration"
+    """Estimated remaining time, in seconds."""
+    DIAGNOSTIC = "diagnostic"
+    """An error, warning or effect reported while the job runs."""
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Something a running job reports; ``seq`` counts from 1 per job so a
+    subscriber sees gaps."""
+
+    job_id: str
+    seq: int
+    kind: EventKind
+    data: Any = None
+    timecode_ms: int = 0
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How a job ended, as it goes back to the trigger's reply path.
+
+    ``data`` is the task's result on SUCCESS (for an analysis, the dict the
+    script returned); on failure it holds details such as ``traceback``.
+    ``error`` is a one-paragraph human message, empty on SUCCESS.
+    ``duration_s`` is wall-clock seconds from start to end of the run (0 for
+    a job that never started).
+    """
+
+    job_id: str
+    task: str
+    status: Status
+    data: Any = None
+    error: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCESS
+
+
+class Job:
+    """One accepted request while the host runs it.
+
+    Tasks receive the Job: ``job.params`` is their input, ``job.log`` a logger
+    whose lines carry the job id and the source's ref, and ``job.emit()``
+    reports progress through the ``job_event`` hook.
+    """
+
+    def __init__(self, request: Request, emit: Callable[[Job, JobEvent], None] | None = None):
+        self.request = request
+        self.id = request.id
+        self.started_at: float | None = None  # time.monotonic() when it began running
+        self.log = logging.LoggerAdapter(
+            logging.getLogger(f"bridgehost.job.{request.task}"),
+            {"job_id": request.id, "ref": request.ref},
+        )
+        self._emit = emit
+        self._seq = 0
+
+    @property
+    def task(self) -> str:
+        return self.request.task
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.request.params
+
+    def emit(self, kind: EventKind, data: Any = None) -> JobEvent:
+        """Report an event of this job to every plugin's ``job_event`` hook."""
+        self._seq += 1
+        event = JobEvent(
+            job_id=self.id, seq=self._seq, kind=kind, data=data, timecode_ms=int(time.time() * 1000)
+        )
+        if self._emit is not None:
+            self._emit(self, event)
+        return event
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} task={self.task!r} source={self.request.source!r} ref={self.request.ref!r}>"

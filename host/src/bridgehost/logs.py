@@ -1,0 +1,37 @@
+"""Logging setup for the ``bridgehost`` command.
+
+Human-readable lines on stderr. A job's lines end with ``[job=<id> ref=<ref>]``
+(its job id and the source's id, the ZeroMQ transaction id), from the
+LoggerAdapter every ``Job`` carries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+
+class _JobFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        job_id = getattr(record, "job_id", None)
+        if job_id:
+            ref = getattr(record, "ref", "")
+            text += f" [job={job_id}{f' ref={ref}' if ref else ''}]"
+        return text
+
+
+def configure(level: str = "INFO") -> None:
+    """Send bridgehost's logs to stderr at ``level`` (a logging level name).
+
+    Raises ``ValueError`` naming the valid levels for an unknown name.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JobFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)

@@ -1,0 +1,190 @@
+"""Loading plugins from entry points into a pluggy PluginManager.
+
+Plugins are modules exposed in the entry-point group ``bridgehost``. Each is
+imported on its own: one that fails to import (or whose ``register_*`` hook
+raises) is recorded as a ``PluginFailure`` and the others load regardless.
+Selecting a kind that a broken plugin would have provided raises an error
+chained to its exception (see ``Registry.get``).
+
+Which plugins load: ``BRIDGEHOST_LOAD_PLUGINS`` (comma-separated allow-list,
+as llm's ``LLM_LOAD_PLUGINS``) and ``BRIDGEHOST_DISABLE_PLUGINS`` (block-list)
+from the environment; failing those, ``[plugins] load`` and ``disable`` from
+the config. The built-in plugin (``builtin``: the ``callable`` task kind)
+always loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from bridgehost import hookspecs
+from bridgehost.registry import Kind, PluginFailure, Registry
+
+ENTRY_POINT_GROUP = "bridgehost"
+LOAD_ENV = "BRIDGEHOST_LOAD_PLUGINS"
+DISABLE_ENV = "BRIDGEHOST_DISABLE_PLUGINS"
+BUILTIN = "builtin"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PluginInfo:
+    """What ``bridgehost plugins`` shows of one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    kinds: dict[str, list[str]] = field(default_factory=dict)
+    """Registered names by kind, e.g. ``{"task": ["analysis"]}``."""
+    error: str | None = None
+    """``"ImportError: ..."`` when the plugin failed to load."""
+
+
+@dataclass
+class Plugins:
+    """The loaded plugins: the pluggy manager, one registry per kind, the
+    failures, and what to show of each plugin."""
+
+    pm: pluggy.PluginManager
+    registries: dict[Kind, Registry]
+    failures: dict[str, PluginFailure]
+    infos: dict[str, PluginInfo]
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def registry(self, kind: Kind) -> Registry:
+        return self.registries[kind]
+
+
+def _names_from_env(var: str) -> list[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def load_plugins(
+    *,
+    load: list[str] | None = None,
+    disable: list[str] | None = None,
+    extra: list[tuple[str, ModuleType]] | None = None,
+) -> Plugins:
+    """Import the plugins of the ``bridgehost`` entry-point group and fill
+    the registries.
+
+    ``load``/``disable`` are the config's allow- and block-lists; the
+    environment variables override them. ``extra`` adds plugin modules that
+    are not installed as distributions (tests, embedding), as (name, module).
+    Never raises for a broken plugin: see ``Plugins.failures``.
+    """
+    env_load, env_disable = _names_from_env(LOAD_ENV), _names_from_env(DISABLE_ENV)
+    allow = env_load if env_load is not None else load
+    block = set(env_disable if env_disable is not None else (disable or []))
+
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    failures: dict[str, PluginFailure] = {}
+    infos: dict[str, PluginInfo] = {}
+
+    from bridgehost import builtins
+
+    pm.register(builtins, name=BUILTIN)
+    infos[BUILTIN] = PluginInfo(BUILTIN, builtins.__name__, "bridgehost", _version("bridgehost"))
+
+    for ep in _entry_points():
+        if ep.name in infos or ep.name in failures:
+            continue  # the same plugin seen twice on sys.path: first one wins, as importlib does
+        if (allow is not None and ep.name not in allow) or ep.name in block:
+            continue
+        dist = ep.dist.name if ep.dist else None
+        info = PluginInfo(ep.name, ep.value, dist, ep.dist.version if ep.dist else None)
+        infos[ep.name] = info
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as e:
+            _record(failures, info, e)
+    for name, module in extra or []:
+        infos[name] = PluginInfo(name, module.__name__)
+        pm.register(module, name=name)
+
+    registries = {kind: Registry(kind, failures=failures) for kind in Kind}
+    for kind, registry in registries.items():
+        caller = getattr(pm.hook, kind.hook)
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name in failures:
+                continue
+            before = set(registry.entries)
+            try:
+                impl.function(registry=registry.for_plugin(impl.plugin_name))
+            except Exception as e:
+                # Undo what it half-registered: a broken plugin provides nothing.
+                for name in set(registry.entries) - before:
+                    del registry.entries[name]
+                _record(failures, infos[impl.plugin_name], e)
+                pm.unregister(name=impl.plugin_name)
+                continue
+            added = sorted(set(registry.entries) - before)
+            if added:
+                infos[impl.plugin_name].kinds.setdefault(kind.value, []).extend(added)
+    # A plugin that failed in a later kind's hook must not keep earlier kinds' entries.
+    for registry in registries.values():
+        for name in [n for n, e in registry.entries.items() if e.plugin in failures]:
+            del registry.entries[name]
+    for info in infos.values():
+        if info.name in failures:
+            info.kinds = {}
+    return Plugins(pm, registries, failures, infos)
+
+
+def _record(failures: dict[str, PluginFailure], info: PluginInfo, error: Exception) -> None:
+    info.error = f"{type(error).__name__}: {error}"
+    failures[info.name] = PluginFailure(
+        info.name, info.distribution, error, "".join(traceback.format_exception(error))
+    )
+    log.warning("plugin %r (%s) failed to load: %s", info.name, info.distribution or info.module, info.error)
+
+
+def _entry_points() -> list[EntryPoint]:
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def import_object(target: str) -> Any:
+    """Resolve ``"package.module:attr.sub"`` to the object it names.
+
+    Raises ``ValueError`` for a malformed target and ``ImportError`` /
+    ``AttributeError`` (with the target in the message) when it does not resolve.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{target!r} is not of the form 'package.module:function'")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
