@@ -80,14 +80,15 @@ def load_plugins(
     *,
     load: list[str] | None = None,
     disable: list[str] | None = None,
-    extra: list[tuple[str, ModuleType]] | None = None,
+    extra: list[tuple[str, ModuleType | object]] | None = None,
 ) -> Plugins:
     """Import the plugins of the ``bridgehost`` entry-point group and fill
     the registries.
 
     ``load``/``disable`` are the config's allow- and block-lists; the
     environment variables override them. ``extra`` adds plugin modules that
-    are not installed as distributions (tests, embedding), as (name, module).
+    are not installed as distributions (tests, embedding), as (name, plugin):
+    a module or any object with hookimpl-marked methods, as pluggy allows.
     Never raises for a broken plugin: see ``Plugins.failures``.
     """
     env_load, env_disable = _names_from_env(LOAD_ENV), _names_from_env(DISABLE_ENV)
@@ -118,7 +119,7 @@ def load_plugins(
         except Exception as e:
             _record(failures, info, e)
     for name, module in extra or []:
-        infos[name] = PluginInfo(name, module.__name__)
+        infos[name] = PluginInfo(name, getattr(module, "__name__", type(module).__qualname__))
         pm.register(module, name=name)
 
     registries = {kind: Registry(kind, failures=failures) for kind in Kind}

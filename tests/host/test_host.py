@@ -1,0 +1,284 @@
+"""The host's runtime: dispatch, statuses, BUSY, lifecycle hooks, shutdown."""
+
+import asyncio
+import threading
+import time
+import types
+
+import pytest
+
+from bridgehost import hookimpl
+from bridgehost.errors import ConfigError
+from bridgehost.host import HostState, StartError
+from bridgehost.jobs import Request, Status
+
+run = asyncio.run
+
+
+def task(name, target, **extra):
+    lines = [f'[[tasks]]\nname = "{name}"\nkind = "callable"\ntarget = "targets:{target}"']
+    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_status_numbers_follow_epics_bridge_task_status():
+    # The TaskStatus mbbi record maps these numbers directly (seed epics-bridge-2.1.0).
+    assert [(s.name, s.value) for s in Status][:5] == [
+        ("SUCCESS", 0), ("TASK_FAIL", 1), ("IO_FAILURE", 2), ("CRASH", 3), ("SKIPPED", 4)
+    ]
+    assert {Status.TIMEOUT, Status.CANCELLED} < {s for s in Status if s.value > 4}
+
+
+def test_sync_async_and_job_targets_run(make_host):
+    async def main():
+        host = make_host(task("echo", "echo") + task("add", "sync_add") + task("none", "no_args") + task("job", "with_job"))
+        await host.start()
+        echo = await host.submit(Request(task="echo", params={"x": 1}))
+        add = await host.submit(Request(task="add", params={"a": 2, "b": 3}))
+        none = await host.submit(Request(task="none"))
+        job = await host.submit(Request(task="job", id="j1"))
+        await host.stop()
+        return echo, add, none, job
+
+    echo, add, none, job = run(main())
+    assert (echo.status, echo.data) == (Status.SUCCESS, {"echo": {"x": 1}})
+    assert add.data == {"sum": 5}
+    assert none.ok and none.data is None
+    assert job.data == {"job_id": "j1"} and job.job_id == "j1"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("task", Status.TASK_FAIL), ("io", Status.IO_FAILURE), ("skip", Status.SKIPPED), ("invalid", Status.REJECTED)],
+)
+def test_job_errors_choose_the_status(kind, status, make_host):
+    async def main():
+        host = make_host(task("f", "fail"))
+        await host.start()
+        outcome = await host.submit(Request(task="f", params={"as": kind}))
+        await host.stop()
+        return outcome
+
+    outcome = run(main())
+    assert outcome.status is status
+    assert outcome.error.startswith("raised ")
+    assert outcome.data == {"detail": 1}
+
+
+def test_crashes_timeouts_and_returned_statuses(make_host):
+    async def main():
+        host = make_host(
+            task("boom", "boom")
+            + task("exits", "exits")
+            + task("sleep", "sleep", timeout_s=0.2)
+            + task("status", "returns_status")
+            + task("te", "raises_timeout_error", timeout_s=5)
+        )
+        await host.start()
+        results = {
+            "boom": await host.submit(Request(task="boom")),
+            "exits": await host.submit(Request(task="exits")),
+            "sleep": await host.submit(Request(task="sleep", params={"s": 30})),
+            "skipped": await host.submit(Request(task="status", params={"status": "SKIPPED"})),
+            "te": await host.submit(Request(task="te")),
+            "after": await host.submit(Request(task="sleep", params={"s": 0})),
+        }
+        await host.stop()
+        return results
+
+    r = run(main())
+    assert r["boom"].status is Status.CRASH and r["boom"].error == "RuntimeError: kaput"
+    assert "kaput" in r["boom"].data["traceback"]
+    assert r["exits"].status is Status.CRASH and "SystemExit" in r["exits"].error  # sys.exit never ends the host
+    assert r["sleep"].status is Status.TIMEOUT and "timeout_s of 0.2 s" in r["sleep"].error
+    assert r["sleep"].duration_s < 5
+    assert r["skipped"].status is Status.SKIPPED
+    # A TimeoutError the task itself raises is its crash, not the host's timeout.
+    assert r["te"].status is Status.CRASH and "did not answer" in r["te"].error
+    assert r["after"].ok
+
+
+def test_unknown_task_is_rejected_naming_the_tasks(make_host):
+    async def main():
+        host = make_host(task("echo", "echo"))
+        await host.start()
+        outcome = await host.submit(Request(task="nope"))
+        await host.stop()
+        return outcome
+
+    outcome = run(main())
+    assert outcome.status is Status.REJECTED
+    assert "no task named 'nope'" in outcome.error and "echo" in outcome.error
+
+
+def test_full_queue_answers_busy_and_queued_jobs_run_in_order(make_host, targets):
+    async def main():
+        targets.gate = asyncio.Event()
+        host = make_host(task("held", "held", concurrency=2, queue_size=3))
+        await host.start()
+        futures = [host.submit(Request(task="held", params={"n": n})) for n in range(7)]
+        await asyncio.sleep(0)
+        refused = [f.result() for f in futures if f.done()]
+        targets.gate.set()
+        outcomes = await asyncio.gather(*futures)
+        await host.stop()
+        return refused, outcomes
+
+    refused, outcomes = run(main())
+    # 2 running + 3 waiting accepted; the other 2 are told at once, never left hanging.
+    assert [o.status for o in refused] == [Status.BUSY, Status.BUSY]
+    assert "queue of 3 is full" in refused[0].error
+    assert [o.data["n"] for o in outcomes if o.ok] == [0, 1, 2, 3, 4]
+    assert [o.status for o in outcomes[5:]] == [Status.BUSY, Status.BUSY]
+
+
+def test_one_slow_task_does_not_make_another_busy(make_host, targets):
+    async def main():
+        targets.gate = asyncio.Event()
+        host = make_host(task("held", "held", queue_size=0) + task("echo", "echo", queue_size=0))
+        await host.start()
+        blocked = host.submit(Request(task="held", params={"n": 1}))
+        other = await host.submit(Request(task="echo"))
+        targets.gate.set()
+        await blocked
+        await host.stop()
+        return other
+
+    assert run(main()).ok
+
+
+def test_shutdown_answers_every_accepted_request(make_host):
+    async def main():
+        host = make_host(task("sleep", "sleep", queue_size=5))
+        await host.start()
+        finishing = host.submit(Request(task="sleep", params={"s": 0.1}))
+        queued = [host.submit(Request(task="sleep", params={"s": 0.1})) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        await host.stop(grace_s=5)
+        late = await host.submit(Request(task="sleep", params={"s": 0}))
+        return await finishing, await asyncio.gather(*queued), late, host.state
+
+    finishing, queued, late, state = run(main())
+    assert finishing.ok  # a running job gets its grace period and finishes
+    assert all(o.status is Status.CANCELLED and "before the job started" in o.error for o in queued)
+    assert late.status is Status.REJECTED and "stopped" in late.error
+    assert state is HostState.STOPPED
+
+
+def test_jobs_over_the_grace_period_are_cancelled_and_answered(make_host):
+    async def main():
+        host = make_host(task("sleep", "sleep", timeout_s=60))
+        await host.start()
+        future = host.submit(Request(task="sleep", params={"s": 30}))
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await host.stop(grace_s=0.2)
+        return await future, time.monotonic() - started
+
+    outcome, took = run(main())
+    assert outcome.status is Status.CANCELLED
+    assert "while the job ran" in outcome.error
+    assert took < 10
+
+
+def test_lifecycle_hooks_in_order_and_isolated(make_host):
+    calls = []
+
+    class Recorder:
+        @hookimpl
+        def host_started(self, host):
+            calls.append(("host_started", host.name))
+
+        @hookimpl
+        def job_started(self, job):
+            calls.append(("job_started", job.id))
+
+        @hookimpl
+        def job_event(self, job, event):
+            calls.append(("job_event", event.seq, event.kind.value, event.data))
+
+        @hookimpl
+        def job_finished(self, job, outcome):
+            calls.append(("job_finished", job.id, outcome.status.name))
+
+        @hookimpl
+        def host_stopping(self, host):
+            calls.append(("host_stopping", host.name))
+
+    class Raising:
+        @hookimpl
+        def job_finished(self, job, outcome):
+            raise RuntimeError("a plugin bug")
+
+    async def main():
+        host = make_host('[host]\nname = "rig"\n' + task("job", "with_job"), ("raising", Raising()), ("rec", Recorder()))
+        await host.start()
+        outcome = await host.submit(Request(task="job", id="j1"))
+        await host.stop()
+        return outcome
+
+    outcome = run(main())
+    assert outcome.ok  # a raising hook does not fail the job
+    assert calls == [
+        ("host_started", "rig"),
+        ("job_started", "j1"),
+        ("job_event", 1, "progress", {"fraction": 0.5}),
+        ("job_finished", "j1", "SUCCESS"),
+        ("host_stopping", "rig"),
+    ]
+
+
+def test_a_component_that_fails_to_start_stops_the_others(make_host):
+    stopped = []
+
+    class Good:
+        async def start(self):
+            pass
+
+        async def stop(self):
+            stopped.append("good")
+
+    class Bad:
+        async def start(self):
+            raise OSError("Address already in use")
+
+    from bridgehost.config import TransportConfig
+
+    class Plugin:
+        @hookimpl
+        def register_transports(self, registry):
+            registry.add("good", lambda c, h: Good(), config=TransportConfig)
+            registry.add("bad", lambda c, h: Bad(), config=TransportConfig)
+
+    host = make_host('[[transports]]\nkind = "good"\n[[transports]]\nkind = "bad"\n', ("p", Plugin()))
+    with pytest.raises(StartError, match=r"transports\[1\] \(bad\): OSError: Address already in use"):
+        run(host.start())
+    assert stopped == ["good"]
+
+
+def test_factory_field_errors_get_the_full_key_path(make_host):
+    with pytest.raises(ConfigError) as info:
+        make_host(task("t", "two_args"))
+    assert info.value.key == "tasks[0].target"
+    assert "takes 2 arguments" in info.value.message
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.target: 'targets:not_callable' is not callable"):
+        make_host(task("t", "not_callable"))
+
+
+def test_liveness_sees_a_blocked_loop(make_host):
+    async def main():
+        host = make_host(task("echo", "echo"))
+        await host.start()
+        seen = []
+        watcher = threading.Thread(target=lambda: (time.sleep(0.8), seen.append(host.liveness.stalled_for())))
+        watcher.start()
+        time.sleep(1.2)  # blocks the loop, as a misbehaving plugin would
+        watcher.join()
+        await asyncio.sleep(0.3)
+        after = host.liveness.stalled_for()
+        await host.stop()
+        return seen[0], after
+
+    stalled, after = run(main())
+    assert stalled > 0.3
+    assert after == 0.0

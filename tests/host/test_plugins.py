@@ -1,0 +1,146 @@
+"""Plugins load from entry points; a broken one is recorded and does not stop
+the others; selecting its kind raises an error chained to its exception."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tomllib
+import types
+
+import pytest
+
+from bridgehost import hookimpl
+from bridgehost.config import TaskConfig, parse_config
+from bridgehost.errors import UnknownKindError
+from bridgehost.plugins import load_plugins
+from bridgehost.registry import Kind
+
+
+def fake_distribution(root, dist, plugin, module_source):
+    """Install a distribution the way pip would leave it on sys.path: a module
+    plus a .dist-info folder whose entry_points.txt names it."""
+    module = f"{dist.replace('-', '_')}_plugin"
+    (root / f"{module}.py").write_text(textwrap.dedent(module_source))
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[bridgehost]\n{plugin} = {module}\n")
+
+
+BROKEN = "import this_module_does_not_exist\n"
+GOOD = """
+from bridgehost import hookimpl
+from bridgehost.config import TaskConfig
+
+class Cfg(TaskConfig, kw_only=True):
+    pass
+
+class Task:
+    def __init__(self, config, host): pass
+    async def run(self, job): return {"acme": True}
+
+@hookimpl
+def register_tasks(registry):
+    registry.add("acme-task", Task, config=Cfg)
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_broken_plugin_is_recorded_and_the_others_load(site):
+    fake_distribution(site, "acme-broken", "acmebroken", BROKEN)
+    fake_distribution(site, "acme-good", "acmegood", GOOD)
+    plugins = load_plugins()
+    assert "acmebroken" in plugins.failures
+    assert plugins.infos["acmebroken"].error.startswith("ModuleNotFoundError")
+    assert plugins.infos["acmebroken"].distribution == "acme-broken"
+    assert "acme-task" in plugins.registry(Kind.TASK)
+    assert plugins.infos["acmegood"].kinds == {"task": ["acme-task"]}
+    assert plugins.infos["acmegood"].version == "1.2.3"
+    assert "callable" in plugins.registry(Kind.TASK)
+
+
+def test_selecting_a_kind_of_a_broken_plugin_chains_its_exception(site):
+    fake_distribution(site, "acme-broken", "acmebroken", BROKEN)
+    plugins = load_plugins(load=["acmebroken"])
+    with pytest.raises(UnknownKindError) as info:
+        parse_config(tomllib.loads('[[tasks]]\nname = "t"\nkind = "acme"\n'), plugins, source="rig.toml")
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    assert "acmebroken" in info.value.hint
+
+
+def test_a_known_kind_whose_distribution_is_broken_chains_its_exception(site):
+    # A broken bridgehost-steps: the error names it and chains its ImportError,
+    # even with other plugins failing too.
+    fake_distribution(site, "bridgehost-steps", "steps", BROKEN)
+    fake_distribution(site, "acme-broken", "acmebroken", "raise RuntimeError('other')\n")
+    plugins = load_plugins(load=["steps", "acmebroken"])
+    with pytest.raises(UnknownKindError) as info:
+        parse_config(tomllib.loads('[[tasks]]\nname = "t"\nkind = "step"\n'), plugins)
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    assert "bridgehost-steps is installed but its plugin 'steps' failed to load" in info.value.hint
+
+
+def test_a_register_hook_that_raises_is_a_failure_and_registers_nothing():
+    def register_tasks(registry):
+        registry.add("half", object, config=TaskConfig)
+        raise ValueError("bad registration")
+
+    module = types.ModuleType("raising_plugin")
+    module.register_tasks = hookimpl(register_tasks)
+    plugins = load_plugins(load=[], extra=[("raising", module)])
+    assert "half" not in plugins.registry(Kind.TASK)
+    assert "raising" in plugins.failures
+    assert "callable" in plugins.registry(Kind.TASK)
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both():
+    def make(name):
+        module = types.ModuleType(name)
+        module.register_tasks = hookimpl(lambda registry: registry.add("dup", object, config=TaskConfig))
+        return (name, module)
+
+    plugins = load_plugins(load=[], extra=[make("first"), make("second")])
+    assert "dup" in plugins.registry(Kind.TASK)
+    failure = plugins.failures["second"]
+    assert "registered twice" in str(failure.error) and "'first'" in str(failure.error)
+
+
+def test_plugins_disabled_by_environment_and_by_config(site, monkeypatch):
+    fake_distribution(site, "acme-good", "acmegood", GOOD)
+    assert "acmegood" in load_plugins().infos
+    assert "acmegood" not in load_plugins(disable=["acmegood"]).infos
+    monkeypatch.setenv("BRIDGEHOST_DISABLE_PLUGINS", "acmegood, other")
+    assert "acmegood" not in load_plugins().infos
+    monkeypatch.delenv("BRIDGEHOST_DISABLE_PLUGINS")
+    monkeypatch.setenv("BRIDGEHOST_LOAD_PLUGINS", "acmegood")
+    # Each variable overrides its own config key: the allow-list from the
+    # environment replaces [plugins] load.
+    assert set(load_plugins(load=["other"]).infos) == {"builtin", "acmegood"}
+    monkeypatch.setenv("BRIDGEHOST_DISABLE_PLUGINS", "")
+    assert set(load_plugins(disable=["acmegood"]).infos) == {"builtin", "acmegood"}
+
+
+def test_bridgehost_plugins_command_lists_failures(site):
+    fake_distribution(site, "acme-broken", "acmebroken", BROKEN)
+    fake_distribution(site, "acme-good", "acmegood", GOOD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "bridgehost.cli", "plugins", "--json"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    assert listed["acmebroken"]["error"].startswith("ModuleNotFoundError")
+    assert listed["acmegood"]["kinds"] == {"task": ["acme-task"]}
+    assert listed["acmegood"]["distribution"] == "acme-good"
+    text = subprocess.run(
+        [sys.executable, "-m", "bridgehost.cli", "plugins", "--traceback"], capture_output=True, text=True, env=env
+    ).stdout
+    assert "FAILED TO LOAD: ModuleNotFoundError" in text
+    assert "this_module_does_not_exist" in text
