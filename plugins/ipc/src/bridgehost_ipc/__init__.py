@@ -1,0 +1,14 @@
+"""bridgehost-ipc: ZeroMQ transport, trigger and client for bridgehost.
+
+- ``bridgehost_ipc.protocol``: the wire format (``CommandMessage``, ``MessageType``).
+- ``bridgehost_ipc.client``: ``Client``, a synchronous DEALER for control loops and scripts.
+- ``bridgehost_ipc.transport`` / ``.trigger``: the ``zmq`` transport and trigger kinds
+  (registered by ``bridgehost_ipc.plugin``).
+
+Protocol reference: ``docs/ipc-protocol.md``.
+"""
+
+from bridgehost_ipc.client import Client, SendQueueFull
+from bridgehost_ipc.protocol import CommandMessage, MessageType, ProtocolError
+
+__all__ = ["Client", "CommandMessage", "MessageType", "ProtocolError", "SendQueueFull"]

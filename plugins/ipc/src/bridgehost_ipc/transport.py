@@ -1,0 +1,464 @@
+"""The ``zmq`` transport: a ZeroMQ ROUTER socket on the host's event loop.
+
+Clients connect a DEALER (or a REQ) and send one-frame JSON messages
+(``bridgehost_ipc.protocol``). The transport answers every request exactly
+once, with the request's transaction id:
+
+- malformed frames, multipart messages, oversized frames and messages a
+  client may not send get an error response at once (and a WARNING line);
+- ``heartbeat`` messages are echoed; ``host.ping`` is answered directly;
+- other requests go to the handler registered for their topic
+  (``add_handler``), each in its own asyncio task so a slow one never holds
+  up the receive loop. The ``zmq`` trigger installs the catch-all handler
+  ``"*"`` that hands requests to the host's tasks.
+
+Config (``[[transports]] kind = "zmq"``): see ``ZmqTransportConfig``.
+Wire format: ``docs/ipc-protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+import bridgehost
+from bridgehost.config import TransportConfig
+from bridgehost.errors import BridgehostError
+from bridgehost.jobs import Status
+
+from bridgehost_ipc.protocol import (
+    PROTOCOL_VERSION,
+    CommandMessage,
+    MessageType,
+    ProtocolError,
+    decode,
+    encode,
+    error_response,
+    now_ms,
+    recover_ids,
+    scan_transaction_id,
+    shorten,
+)
+
+if TYPE_CHECKING:
+    from bridgehost.host import Host
+
+log = logging.getLogger("bridgehost.ipc")
+
+Handler = Callable[[CommandMessage], Awaitable[CommandMessage]]
+"""``async handler(request) -> response``: build the response with
+``request.reply(data)`` or ``request.fail(message, status=...)``. The
+transport stamps it with the request's transaction id and topic whatever the
+handler put there; an exception becomes a CRASH error response."""
+
+MiB = 2**20
+BACKSTOP_FACTOR = 4
+"""libzmq's MAXMSGSIZE is this many times ``max_frame_bytes``: a frame
+between the two gets an error response, a larger one drops the connection."""
+PREFIX_BYTES = 64
+"""How much of a malformed frame a WARNING line shows."""
+_DRAIN_LIMIT = 10_000
+
+
+class ZmqTransportConfig(TransportConfig, kw_only=True):
+    """``[[transports]] kind = "zmq"``: the host's ZeroMQ ROUTER socket."""
+
+    endpoint: Annotated[str, msgspec.Meta(pattern=r"^(tcp|ipc|inproc)://\S+$")] = "tcp://127.0.0.1:5555"
+    """Where the ROUTER binds. Loopback only by default; a port of ``*``
+    (``tcp://127.0.0.1:*``) lets the OS pick a free one."""
+    max_frame_bytes: Annotated[int, msgspec.Meta(ge=1024, le=2**30)] = 16 * MiB
+    """Largest frame answered normally, bytes; a larger one gets an error
+    response, one over ``4 x`` this is cut off by libzmq (the peer is disconnected)."""
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    """Requests being handled at once; beyond it a request is answered BUSY at once."""
+    peer_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """A DEALER peer gets broadcasts while it has sent anything within this many seconds."""
+    stop_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    """On stop: seconds to let in-flight requests finish, then again to
+    flush queued responses to the network, before the socket is closed."""
+
+
+class TransportError(BridgehostError):
+    """The transport cannot run (the endpoint cannot be bound)."""
+
+
+class ZmqTransport:
+    """The host side of the IPC protocol: a ROUTER socket and topic routing.
+
+    Built by the host from a ``ZmqTransportConfig``; ``start()``/``stop()``
+    run on the host's loop. ``endpoint`` is the bound address once started
+    (a ``*`` port resolved). Other plugins reach it through
+    ``host.transports[name]`` and call ``add_handler`` and ``broadcast``.
+    """
+
+    def __init__(self, config: ZmqTransportConfig, host: Host):
+        self.config = config
+        self.host = host
+        self.name = config.name or config.kind
+        self.endpoint = config.endpoint
+        self._exact: dict[str, Handler] = {"host.ping": self._ping}
+        self._prefixes: dict[str, Handler] = {}
+        self._peers: dict[bytes, float] = {}  # DEALER peer routing id -> time.monotonic() last heard
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._broadcast_seq = 0
+        self._stopping = False
+        self._ctx: zmq.asyncio.Context | None = None
+        self._socket: zmq.asyncio.Socket | None = None
+        self._receiver: asyncio.Task[None] | None = None
+
+    # -- routing -----------------------------------------------------------
+
+    def add_handler(self, pattern: str, handler: Handler) -> None:
+        """Route requests to ``handler`` by topic.
+
+        ``pattern`` is an exact topic (``"steps.pause"``), a prefix ending in
+        ``.*`` (``"steps.*"`` matches every topic that starts with
+        ``"steps."``), or ``"*"``, the catch-all the ``zmq`` trigger installs.
+        An exact topic wins over a prefix, a longer prefix over a shorter.
+        Call it on the host's loop (a hook, a start()) or before the host
+        starts. Raises ``ValueError`` for a malformed pattern or one already
+        routed.
+        """
+        table, key = self._table(pattern)
+        if key in table:
+            raise ValueError(f"topic pattern {pattern!r} already has a handler on zmq transport {self.name!r}")
+        table[key] = handler
+
+    def remove_handler(self, pattern: str) -> None:
+        """Stop routing ``pattern`` (as given to ``add_handler``); no error if absent."""
+        table, key = self._table(pattern)
+        table.pop(key, None)
+
+    def patterns(self) -> list[str]:
+        """The routed topic patterns, sorted (``host.ping``, ``steps.*``, ``*``...)."""
+        return sorted([*self._exact, *(f"{p}*" for p in self._prefixes)])
+
+    def _table(self, pattern: str) -> tuple[dict[str, Handler], str]:
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"a topic pattern is a non-empty string, got {pattern!r}")
+        if pattern == "*" or pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if "*" not in prefix:
+                return self._prefixes, prefix
+        elif "*" not in pattern:
+            return self._exact, pattern
+        raise ValueError(f"topic pattern {pattern!r}: '*' may only stand alone or end a prefix, as in 'steps.*'")
+
+    def _handler_for(self, topic: str) -> Handler | None:
+        handler = self._exact.get(topic)
+        if handler is not None:
+            return handler
+        best = max((p for p in self._prefixes if topic.startswith(p)), key=len, default=None)
+        return None if best is None else self._prefixes[best]
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the ROUTER and start receiving. Raises ``TransportError`` if
+        the endpoint cannot be bound (in use, bad address, no permission)."""
+        ctx = zmq.asyncio.Context()  # our own, so stop() can wait for its queues to flush
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise, so gone peers are noticed
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client reconnecting with its routing id takes it over
+        sock.setsockopt(zmq.MAXMSGSIZE, BACKSTOP_FACTOR * self.config.max_frame_bytes)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(self.config.endpoint)
+        except zmq.ZMQError as e:
+            sock.close(linger=0)
+            ctx.term()
+            raise TransportError(
+                f"cannot bind ZeroMQ ROUTER to {self.config.endpoint}: {e.strerror}; "
+                "another process may be listening there: stop it or set another endpoint"
+            ) from e
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._ctx, self._socket, self._stopping = ctx, sock, False
+        self._receiver = asyncio.create_task(self._receive_loop(), name=f"zmq-{self.name}-receive")
+        if not _is_local(self.endpoint):
+            log.warning(
+                "zmq transport %r listens on %s: any host that reaches it can run tasks", self.name, self.endpoint
+            )
+        log.info("zmq transport %r listening on %s", self.name, self.endpoint)
+
+    async def stop(self) -> None:
+        """Stop receiving, finish and send in-flight responses, close.
+
+        Requests already received but not yet read are answered REJECTED.
+        In-flight requests get ``stop_timeout_s`` to finish; those still
+        running are cancelled and answered CANCELLED. Queued responses then
+        get up to ``stop_timeout_s`` to reach the network before the socket
+        closes. Never raises.
+        """
+        sock, ctx = self._socket, self._ctx
+        if sock is None or ctx is None:
+            return
+        self._stopping = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+            await asyncio.gather(self._receiver, return_exceptions=True)
+        await self._answer_unread(sock)
+        timeout = self.config.stop_timeout_s
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout)
+            if pending:
+                log.warning(
+                    "zmq transport %r: cancelling %d request(s) still in flight after %.1f s",
+                    self.name, len(pending), timeout,
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=1.0)  # a handler that swallows the cancel is not waited for
+        self._socket = self._ctx = None
+        # A bounded linger, not 0: responses queued a moment ago must still go out.
+        sock.close(linger=int(timeout * 1000))
+        await asyncio.to_thread(ctx.term)
+        log.info("zmq transport %r stopped", self.name)
+
+    async def _answer_unread(self, sock: zmq.asyncio.Socket) -> None:
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                frames = await sock.recv_multipart(flags=zmq.DONTWAIT, copy=False)
+            except zmq.ZMQError:
+                return
+            await self._on_frames(frames)
+
+    # -- receiving ---------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        assert self._socket is not None
+        sock = self._socket
+        while True:
+            try:
+                frames = await sock.recv_multipart(copy=False)
+            except zmq.ZMQError as e:
+                if e.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                    return
+                log.error("zmq transport %r: receive failed: %s", self.name, e)
+                await asyncio.sleep(0.1)  # never spin on a persistent error
+                continue
+            try:
+                await self._on_frames(frames)
+            except Exception:  # a bug here must not stop the host answering
+                log.exception("zmq transport %r: error handling a message", self.name)
+
+    async def _on_frames(self, frames: list[zmq.Frame]) -> None:
+        identity = frames[0].bytes
+        # REQ puts an empty delimiter before the payload; DEALER does not.
+        # Either way the reply goes back with the same envelope.
+        if len(frames) > 1 and len(frames[1]) == 0:
+            envelope, body = [identity, b""], frames[2:]
+            self._peers.pop(identity, None)  # REQ cannot take unsolicited broadcasts
+        else:
+            envelope, body = [identity], frames[1:]
+            self._peers[identity] = time.monotonic()
+        try:
+            message = self._parse(body)
+        except ProtocolError as e:
+            prefix = body[0].buffer[:PREFIX_BYTES].tobytes() if body else b""
+            shown = f"; frame starts {prefix!r}" if prefix else ""
+            log.warning(
+                "zmq transport %r: bad message from peer %s (transaction id %d): %s%s",
+                self.name, identity.hex()[:16], e.transaction_id, e.message, shown,
+            )
+            await self._send(envelope, encode(error_response(e.transaction_id, e.topic, e.message)), e.transaction_id)
+            return
+        if message.message_type is MessageType.HEARTBEAT:
+            answer = CommandMessage(
+                transaction_id=message.transaction_id,
+                timecode=now_ms(),
+                topic=message.topic,
+                message_type=MessageType.HEARTBEAT,
+            )
+            await self._send(envelope, encode(answer), message.transaction_id)
+        elif self._stopping:
+            reply = message.fail(f"host {self.host.name!r} is stopping; the request was not run")
+            await self._send_response(envelope, message, reply)
+        else:
+            await self._dispatch(envelope, message)
+
+    def _parse(self, body: list[zmq.Frame]) -> CommandMessage:
+        """The request or heartbeat in ``body`` (the frames after the
+        envelope). Raises ``ProtocolError`` for anything else."""
+        if not body:
+            raise ProtocolError("the message has no payload (an empty frame); send one JSON object per frame")
+        first = body[0].buffer
+        size, limit = len(first), self.config.max_frame_bytes
+        if size > limit:
+            raise ProtocolError(
+                f"frame of {size} bytes exceeds the limit of {limit} bytes (max_frame_bytes); "
+                "pass large data through a file or the datastore and send its path",
+                scan_transaction_id(first),
+            )
+        if len(body) > 1:
+            raise ProtocolError(
+                f"a message is exactly one frame, received {len(body)} payload frames; "
+                "send the whole JSON object in a single frame",
+                *recover_ids(first),
+            )
+        message = decode(first)
+        if message.message_type in (MessageType.RESPONSE, MessageType.BROADCAST):
+            raise ProtocolError(
+                f"message_type {message.message_type.value!r} is sent by the host only; "
+                "clients send 'request' or 'heartbeat'",
+                message.transaction_id,
+                message.topic,
+            )
+        return message
+
+    async def _dispatch(self, envelope: list[bytes], message: CommandMessage) -> None:
+        handler = self._handler_for(message.topic)
+        if handler is None:
+            topic = shorten(repr(message.topic))
+            log.warning("zmq transport %r: request for unknown topic %s", self.name, topic)
+            topics = ", ".join(self.patterns())
+            reply = message.fail(
+                f"unknown topic {topic}: nothing on host {self.host.name!r} handles it (topics: {topics}); "
+                'to run tasks by topic, configure a [[triggers]] table with kind = "zmq"'
+            )
+            await self._send_response(envelope, message, reply)
+        elif len(self._in_flight) >= self.config.max_in_flight:
+            reply = message.fail(
+                f"busy: {len(self._in_flight)} requests are in flight on zmq transport {self.name!r} "
+                f"(max_in_flight); retry later",
+                status=Status.BUSY,
+            )
+            await self._send_response(envelope, message, reply)
+        else:
+            task = asyncio.create_task(
+                self._handle(envelope, message, handler), name=f"zmq-{message.topic}-{message.transaction_id}"
+            )
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _handle(self, envelope: list[bytes], message: CommandMessage, handler: Handler) -> None:
+        try:
+            reply = await handler(message)
+            if not isinstance(reply, CommandMessage):
+                raise TypeError(f"handler returned {type(reply).__name__}, expected a CommandMessage")
+        except asyncio.CancelledError:
+            reply = message.fail("cancelled: the host stopped before the request finished", status=Status.CANCELLED)
+            await self._send_response(envelope, message, reply)
+            raise
+        except Exception as e:
+            log.exception("zmq transport %r: handler for topic %r raised", self.name, message.topic)
+            error = f"internal error handling {message.topic!r}: {type(e).__name__}: {e}"
+            reply = message.fail(error, status=Status.CRASH)
+        await self._send_response(envelope, message, reply)
+
+    async def _ping(self, message: CommandMessage) -> CommandMessage:
+        return message.reply(
+            {
+                "name": self.host.name,
+                "version": bridgehost.__version__,
+                "protocol": PROTOCOL_VERSION,
+                "tasks": list(self.host.task_names()),
+                "topics": self.patterns(),
+            }
+        )
+
+    # -- sending -----------------------------------------------------------
+
+    async def _send_response(self, envelope: list[bytes], request: CommandMessage, reply: CommandMessage) -> None:
+        """Send ``reply`` as THE response to ``request``: its id, topic, type
+        and a fresh timecode are enforced; an unencodable or oversized reply
+        is replaced by an error response, so the client always hears back."""
+        reply = msgspec.structs.replace(
+            reply,
+            transaction_id=request.transaction_id,
+            topic=request.topic,
+            message_type=MessageType.RESPONSE,
+            timecode=now_ms(),
+        )
+        try:
+            payload = encode(reply)
+        except (TypeError, msgspec.EncodeError) as e:
+            log.error("zmq transport %r: response to %r is not JSON: %s", self.name, request.topic, e)
+            error = f"the result of {request.topic!r} cannot be encoded as JSON: {e}"
+            payload = encode(request.fail(error, status=Status.CRASH))
+        if len(payload) > self.config.max_frame_bytes:
+            message = (
+                f"the response to {request.topic!r} is {len(payload)} bytes, over the limit of "
+                f"{self.config.max_frame_bytes} bytes (max_frame_bytes); return a file path instead of the data"
+            )
+            log.error("zmq transport %r: %s", self.name, message)
+            payload = encode(request.fail(message, status=Status.CRASH))
+        await self._send(envelope, payload, request.transaction_id)
+
+    async def _send(self, envelope: list[bytes], payload: bytes, tid: int) -> bool:
+        """Queue one message without ever blocking; False if it was dropped."""
+        sock = self._socket
+        if sock is None:
+            log.warning("zmq transport %r: stopped; message for transaction id %d dropped", self.name, tid)
+            return False
+        try:
+            # DONTWAIT: pyzmq resolves the send at once, so this await never suspends
+            await sock.send_multipart([*envelope, payload], flags=zmq.DONTWAIT)
+        except zmq.Again:
+            log.warning(
+                "zmq transport %r: peer %s is not reading (its queue is full); message for transaction id %d dropped",
+                self.name, envelope[0].hex()[:16], tid,
+            )
+            return False
+        except zmq.ZMQError as e:
+            if e.errno == zmq.EHOSTUNREACH:  # the peer disconnected (ROUTER_MANDATORY)
+                self._peers.pop(envelope[0], None)
+                log.info(
+                    "zmq transport %r: peer %s is gone; message for transaction id %d dropped",
+                    self.name, envelope[0].hex()[:16], tid,
+                )
+            else:
+                log.error("zmq transport %r: send failed: %s; message for transaction id %d dropped", self.name, e, tid)
+            return False
+        return True
+
+    async def broadcast(self, topic: str, data: Any = None) -> int:
+        """Send a ``broadcast`` message to every DEALER peer heard from within
+        ``peer_ttl_s`` (REQ peers never get one: their socket would break).
+
+        ``transaction_id`` is this transport's broadcast sequence number
+        (1, 2, ... wrapping at 2**32-1, skipping 0), so a listener sees gaps.
+        Peers that disconnected are forgotten. Returns how many peers it was
+        sent to; 0 when the transport is not running. Raises ``TypeError`` or
+        ``msgspec.EncodeError`` if ``data`` is not JSON-encodable.
+        """
+        if self._socket is None:
+            return 0
+        self._broadcast_seq = self._broadcast_seq % (2**32 - 1) + 1
+        payload = encode(
+            CommandMessage(
+                transaction_id=self._broadcast_seq,
+                timecode=now_ms(),
+                topic=topic,
+                message_type=MessageType.BROADCAST,
+                data={} if data is None else data,
+            )
+        )
+        cutoff = time.monotonic() - self.config.peer_ttl_s
+        sent = 0
+        for identity, heard in list(self._peers.items()):
+            if heard < cutoff:
+                del self._peers[identity]
+            elif await self._send([identity], payload, self._broadcast_seq):
+                sent += 1
+        return sent
+
+
+def _is_local(endpoint: str) -> bool:
+    scheme, _, rest = endpoint.partition("://")
+    if scheme != "tcp":
+        return True  # ipc:// and inproc:// never leave the machine
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a hostname

@@ -1,0 +1,327 @@
+"""The zmq transport over real sockets: every request gets exactly one
+response with its transaction id, and nothing a client sends stops the host
+serving."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import msgspec
+import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from bridgehost_ipc.protocol import CommandMessage, MessageType
+from bridgehost_ipc.transport import TransportError, ZmqTransport, ZmqTransportConfig
+
+
+def test_round_trip_echoes_tid_topic_and_data(rig):
+    before = int(time.time() * 1000)
+    with rig.client() as client:
+        response = client.call("echo", {"force": [0.0, 100.5], "run_id": "r1"})
+    assert response.message_type is MessageType.RESPONSE
+    assert response.transaction_id == 1
+    assert response.topic == "echo"
+    assert response.success and response.error_message == ""
+    assert response.data == {"force": [0.0, 100.5], "run_id": "r1"}
+    assert response.timecode >= before  # a fresh timecode, in ms since the epoch
+    assert rig.host.submitted[0].source == "zmq" and rig.host.submitted[0].ref == "1"
+
+
+def test_concurrent_dealers_each_get_their_own_responses(rig):
+    clients, per_client = 8, 25
+    results: dict[int, list[tuple[int, CommandMessage]]] = {}
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            client = rig.client()
+            tids = [client.send("echo", {"client": n, "i": i}) for i in range(per_client)]
+            results[n] = [(tid, rig.wait_response(client, tid)) for tid in tids]
+        except BaseException as e:  # surfaced below: a thread's assert would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    for n in range(clients):
+        assert [tid for tid, _ in results[n]] == list(range(1, per_client + 1))
+        for i, (tid, response) in enumerate(results[n]):
+            assert response.transaction_id == tid
+            assert response.data == {"client": n, "i": i}
+
+
+def test_slow_request_does_not_hold_up_others(rig):
+    with rig.client() as client:
+        slow = client.send("gated")
+        assert client.call("echo", {"n": 1}).data == {"n": 1}  # answered while "gated" still runs
+        assert client.take_response(slow) is None
+        rig.host.gate.open()
+        assert rig.wait_response(client, slow).data == {"released": True}
+
+
+BAD_FRAMES = {
+    "not JSON": ([b"not json"], 0, "not valid JSON"),
+    "empty frame": ([b""], 0, "no payload"),
+    "invalid UTF-8": ([b"\xff\xfe"], 0, "not valid JSON"),
+    "truncated JSON keeps its tid": ([b'{"transaction_id": 12, "topic": "ec'], 12, "not valid JSON"),
+    "JSON array": ([b"[1, 2]"], 0, "JSON array, not an object"),
+    "JSON string": ([b'"echo"'], 0, "JSON str, not an object"),
+    "missing topic": ([dict(transaction_id=5, topic=...)], 5, "field `topic` is missing"),
+    "missing transaction_id": ([dict(transaction_id=...)], 0, "field `transaction_id` is missing"),
+    "timecode wrong type": ([dict(transaction_id=6, timecode="noon")], 6, "field `timecode`: expected int, got str"),
+    "tid wrong type": ([dict(transaction_id="7")], 0, "field `transaction_id`: expected int, got str"),
+    "tid over u32": ([dict(transaction_id=2**32)], 0, "field `transaction_id`: expected int <= 4294967295"),
+    "topic too long": ([dict(transaction_id=14, topic="t" * 300)], 14, "field `topic`: expected str of length <= 256"),
+    "success wrong type": ([dict(transaction_id=13, success="yes")], 13, "field `success`: expected bool"),
+    "unknown message_type": (
+        [dict(transaction_id=8, message_type="command")],
+        8,
+        "expected one of: request, response, broadcast, heartbeat",
+    ),
+    "client sends response": ([dict(transaction_id=9, message_type="response")], 9, "sent by the host only"),
+    "client sends broadcast": ([dict(transaction_id=10, message_type="broadcast")], 10, "sent by the host only"),
+    "multipart": ([dict(transaction_id=11)] * 2, 11, "exactly one frame, received 2 payload frames"),
+}
+
+
+@pytest.mark.parametrize("frames, tid, words", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_bad_message_gets_error_response_and_host_keeps_serving(rig, frame, caplog, frames, tid, words):
+    sock = rig.raw()
+    payload = [f if isinstance(f, bytes) else frame(**f) for f in frames]
+    with caplog.at_level(logging.WARNING, logger="bridgehost.ipc"):
+        error = rig.exchange(sock, *payload)
+    assert error.message_type is MessageType.RESPONSE
+    assert error.transaction_id == tid
+    assert error.success is False
+    assert words in error.error_message
+    assert error.data == {"status": "REJECTED", "status_code": 8}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "bridgehost.ipc"]
+    assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()
+    rig.assert_serves(sock)
+
+
+def test_malformed_frame_log_line_shows_only_a_short_prefix(rig, caplog):
+    sock = rig.raw()
+    with caplog.at_level(logging.WARNING, logger="bridgehost.ipc"):
+        rig.exchange(sock, b"x" * 5000)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "bridgehost.ipc"]
+    assert "x" * 64 in line and "x" * 65 not in line
+
+
+def test_oversized_frame_gets_error_naming_size_and_limit(make_rig, frame):
+    rig = make_rig(max_frame_bytes=1024)
+    sock = rig.raw()
+    big = frame(transaction_id=21, data={"blob": "a" * 2000})
+    error = rig.exchange(sock, big)
+    assert error.transaction_id == 21  # recovered from the start of the frame
+    assert not error.success
+    assert f"frame of {len(big)} bytes exceeds the limit of 1024 bytes" in error.error_message
+    rig.assert_serves(sock)
+
+
+def test_frame_over_the_libzmq_backstop_disconnects_that_peer_only(make_rig, frame):
+    rig = make_rig(max_frame_bytes=1024)  # backstop: MAXMSGSIZE 4096
+    sock = rig.raw()
+    monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    monitor.setsockopt(zmq.RCVTIMEO, 5000)
+    try:
+        sock.send(frame(transaction_id=22, data={"blob": "a" * 5000}))
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+    rig.assert_serves(rig.raw())
+
+
+def test_unknown_topic_without_trigger_names_what_is_handled(make_rig):
+    rig = make_rig(trigger=False)
+    with rig.client() as client:
+        response = client.call("python.run_analysis", {})
+    assert not response.success
+    assert "unknown topic 'python.run_analysis'" in response.error_message
+    assert "host.ping" in response.error_message and "[[triggers]]" in response.error_message
+    assert response.data == {"status": "REJECTED", "status_code": 8}
+
+
+def test_heartbeat_is_echoed_with_its_tid(rig):
+    with rig.client() as client:
+        tid = client.heartbeat()
+        answer = rig.wait_response(client, tid)
+    assert answer.message_type is MessageType.HEARTBEAT
+    assert (answer.transaction_id, answer.topic, answer.success) == (tid, "heartbeat", True)
+    assert rig.host.submitted == []  # a heartbeat never starts a job
+
+
+def test_req_client_gets_responses_through_its_envelope(rig, frame):
+    sock = rig.raw(zmq.REQ)
+    for tid in (1, 2):  # a second round trip proves the REQ state machine was honoured
+        response = rig.exchange(sock, frame(transaction_id=tid, data={"n": tid}))
+        assert (response.transaction_id, response.data) == (tid, {"n": tid})
+    error = rig.exchange(sock, b"[]")
+    assert not error.success and "not an object" in error.error_message
+
+
+def test_host_ping(rig):
+    with rig.client() as client:
+        response = client.call("host.ping")
+    assert response.success
+    assert response.data["name"] == "test-rig"
+    assert response.data["tasks"] == ["echo", "fail", "gated"]
+    assert response.data["protocol"] == 1
+    assert isinstance(response.data["version"], str)
+    assert rig.host.submitted == []
+
+
+def test_handlers_route_by_exact_topic_then_longest_prefix(rig):
+    def handler(label):
+        async def handle(message):
+            return message.reply({"by": label})
+
+        return handle
+
+    t = rig.transport
+    rig.loop.call(t.add_handler, "steps.*", handler("steps.*"))
+    rig.loop.call(t.add_handler, "steps.jump.*", handler("steps.jump.*"))
+    rig.loop.call(t.add_handler, "steps.pause", handler("steps.pause"))
+    with rig.client() as client:
+        assert client.call("steps.pause").data == {"by": "steps.pause"}
+        assert client.call("steps.halt").data == {"by": "steps.*"}
+        assert client.call("steps.jump.to").data == {"by": "steps.jump.*"}
+        assert client.call("echo", {"a": 1}).data == {"a": 1}  # the trigger's "*" takes the rest
+        rig.loop.call(t.remove_handler, "steps.*")
+        assert client.call("steps.halt").data["status"] == "REJECTED"  # now the host's: no such task
+    assert "steps.jump.*" in t.patterns()
+
+
+@pytest.mark.parametrize("pattern", ["", "steps*", "st*.x", "*.x", "host.ping"])
+def test_add_handler_refuses_bad_or_taken_patterns(rig, pattern):
+    async def handle(message):
+        return message.reply()
+
+    with pytest.raises(ValueError, match="pattern"):
+        rig.transport.add_handler(pattern, handle)
+
+
+def test_handler_errors_become_crash_responses(rig, caplog):
+    async def broken(message):
+        raise RuntimeError("motor controller offline")
+
+    async def wrong_type(message):
+        return {"not": "a CommandMessage"}
+
+    async def not_json(message):
+        return message.reply({"value": object()})
+
+    for pattern, handler in [("x.broken", broken), ("x.wrong", wrong_type), ("x.set", not_json)]:
+        rig.loop.call(rig.transport.add_handler, pattern, handler)
+    with rig.client() as client, caplog.at_level(logging.CRITICAL, logger="bridgehost.ipc"):
+        broken_r, wrong_r, set_r = (client.call(t) for t in ("x.broken", "x.wrong", "x.set"))
+        assert client.call("echo", {"still": "serving"}).success
+    assert "RuntimeError: motor controller offline" in broken_r.error_message
+    assert "expected a CommandMessage" in wrong_r.error_message
+    assert "cannot be encoded as JSON" in set_r.error_message
+    for r in (broken_r, wrong_r, set_r):
+        assert not r.success and r.data["status"] == "CRASH" and r.data["status_code"] == 3
+
+
+def test_handler_cannot_forge_another_transaction_id(rig):
+    async def forger(message):
+        return msgspec.structs.replace(message.reply({"ok": 1}), transaction_id=4242, topic="elsewhere")
+
+    rig.loop.call(rig.transport.add_handler, "x.forge", forger)
+    with rig.client() as client:
+        response = client.call("x.forge")
+    assert (response.transaction_id, response.topic) == (1, "x.forge")
+
+
+def test_response_over_the_frame_limit_becomes_an_error(make_rig):
+    rig = make_rig(max_frame_bytes=1024)
+
+    async def huge(message):
+        return message.reply({"blob": "a" * 4000})
+
+    rig.loop.call(rig.transport.add_handler, "x.huge", huge)
+    with rig.client() as client:
+        response = client.call("x.huge")
+    assert not response.success and "over the limit of 1024 bytes" in response.error_message
+
+
+def test_in_flight_limit_answers_busy(make_rig):
+    rig = make_rig(max_in_flight=1)
+    with rig.client() as client:
+        first = client.send("gated")
+        rig.wait_until(lambda: len(rig.host.submitted) == 1, "the first request is in flight")
+        busy = client.call("echo")
+        assert not busy.success and busy.data == {"status": "BUSY", "status_code": 7}
+        assert "max_in_flight" in busy.error_message
+        rig.host.gate.open()
+        assert rig.wait_response(client, first).success
+
+
+def test_broadcast_reaches_recent_dealers_and_forgets_gone_ones(rig, frame):
+    a, b = rig.client(), rig.client()
+    req = rig.raw(zmq.REQ)
+    for client in (a, b):
+        rig.wait_response(client, client.heartbeat())  # the host has now heard from both
+    rig.exchange(req, frame())
+    assert rig.loop.run(rig.transport.broadcast("job.progress", {"pct": 50})) == 2  # not the REQ peer
+    a.poll(5)
+    (received,) = a.take_broadcasts()
+    assert received.message_type is MessageType.BROADCAST
+    assert (received.topic, received.data, received.transaction_id) == ("job.progress", {"pct": 50}, 1)
+    assert a.take_broadcasts() == []
+    b.close()
+
+    def only_a_reached() -> bool:
+        return rig.loop.run(rig.transport.broadcast("job.progress", {})) == 1
+
+    rig.wait_until(only_a_reached, "the closed peer is forgotten")
+
+
+def test_broadcast_skips_peers_not_heard_within_ttl(make_rig):
+    rig = make_rig(peer_ttl_s=0.05)
+    with rig.client() as client:
+        rig.wait_response(client, client.heartbeat())
+        time.sleep(0.1)  # let the peer's entry expire (the TTL is what is under test)
+        assert rig.loop.run(rig.transport.broadcast("job.progress", {})) == 0
+
+
+def test_stop_sends_responses_of_requests_that_finish_in_time(make_rig):
+    rig = make_rig(stop_timeout_s=30)
+    with rig.client() as client:
+        tid = client.send("gated")
+        rig.wait_until(lambda: len(rig.host.submitted) == 1, "the request is in flight")
+        stopping = rig.loop.submit(rig.transport.stop())
+        rig.host.gate.open()
+        stopping.result(10)
+        assert rig.wait_response(client, tid).data == {"released": True}
+
+
+def test_stop_answers_requests_still_running_after_the_timeout_cancelled(make_rig):
+    rig = make_rig(stop_timeout_s=0.2)
+    with rig.client() as client:
+        tid = client.send("gated")
+        rig.wait_until(lambda: len(rig.host.submitted) == 1, "the request is in flight")
+        rig.loop.run(rig.transport.stop())
+        response = rig.wait_response(client, tid)
+    assert not response.success
+    assert response.data == {"status": "CANCELLED", "status_code": 6}
+
+
+def test_second_transport_on_a_taken_endpoint_fails_to_start_clearly(rig, loop_thread):
+    other = ZmqTransport(ZmqTransportConfig(kind="zmq", endpoint=rig.endpoint), rig.host)
+    with pytest.raises(TransportError, match=f"cannot bind ZeroMQ ROUTER to {rig.endpoint}"):
+        loop_thread.run(other.start())
+
+
+def test_ipc_endpoint(make_rig, tmp_path):
+    rig = make_rig(endpoint=f"ipc://{tmp_path}/host.sock")
+    assert rig.endpoint == f"ipc://{tmp_path}/host.sock"
+    with rig.client() as client:
+        assert client.call("echo", {"via": "ipc"}).data == {"via": "ipc"}
