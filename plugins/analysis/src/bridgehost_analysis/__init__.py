@@ -1,0 +1,1 @@
+"""bridgehost-analysis: the script calculator task and its datastore."""

@@ -1,0 +1,245 @@
+"""The ``analysis`` task: the seed's "pure calculator".
+
+A request (seed ``autocore-python-analysis.txt``, ``python.run_analysis``)::
+
+    {"script": "analyze_traction.py", "function": "calculate_results",
+     "project_id": "...", "definition_id": "...", "run_id": "...",
+     "custom_params": {}}
+
+runs ``function(ctx)`` from ``<datastore>/scripts/<script>`` in a fresh
+child process over the run's saved data; the dict it returns is the job's
+result. Reference: ``docs/analysis.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import keyword
+import logging
+import re
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from bridgehost.config import TaskConfig
+from bridgehost.errors import InvalidRequest, IOFailure, TaskCrashed
+from bridgehost.jobs import Job
+
+from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
+from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
+from bridgehost_analysis.protocol import ChildSpec, RawData, Reply
+from bridgehost_analysis.runner import Finished, run_child
+
+MiB = 1 << 20
+log = logging.getLogger(__name__)
+
+
+class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
+    """A ``[[tasks]]`` table of kind ``analysis``.
+
+    Besides ``name``, ``timeout_s`` (wall clock, enforced by the host),
+    ``concurrency`` and ``queue_size`` of every task:
+    """
+
+    datastore: str = "./datastore"
+    """The datastore folder (``scripts/``, ``results/``); a relative path is
+    relative to the config file's folder. The seed's ``datastore_directory``."""
+    memory_limit_mb: Annotated[int, msgspec.Meta(ge=64)] | None = 2048
+    """RLIMIT_AS of the child, in MiB: address space, not resident memory.
+    Python with numpy needs about 100 (with one BLAS thread). Absent: no limit."""
+    cpu_limit_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    """RLIMIT_CPU of the child, in CPU seconds (rounded up). Absent: none."""
+    save_results: bool = False
+    """Merge a successful result into the run's saved results (``results.json``)."""
+    max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * MiB
+    """The largest result, as JSON bytes; a bigger one is a CRASH."""
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
+    """How much of the end of the script's stdout/stderr is kept for errors."""
+    raw_data: RawData = "lists"
+    """How traces arrive in ``ctx["raw_data"]``: ``lists`` of floats (as the
+    seed's scripts expect) or numpy ``arrays`` (faster for long traces)."""
+
+
+class AnalysisRequest(msgspec.Struct, kw_only=True):
+    """The ``data`` of a ``python.run_analysis`` request (see module doc)."""
+
+    script: str
+    project_id: str
+    definition_id: str
+    run_id: str
+    function: str = "calculate_results"
+    custom_params: dict[str, Any] = {}
+
+
+_FIELDS = AnalysisRequest.__struct_fields__
+_REQUIRED = ("script", "project_id", "definition_id", "run_id")
+_AT = re.compile(r"^(?P<msg>.*?) - at `\$\.?(?P<path>[^`]*)`$", re.S)
+
+
+def parse_request(params: Any) -> AnalysisRequest:
+    """Validate a request's ``data``. Raises ``InvalidRequest`` naming the
+    unknown, missing or mistyped fields and invalid ids."""
+    if not isinstance(params, dict):
+        raise InvalidRequest(f"the request data must be an object with the fields {', '.join(_FIELDS)}")
+    unknown = sorted(set(params) - set(_FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown request field(s): {', '.join(map(repr, unknown))}; the request takes: {', '.join(_FIELDS)}"
+        )
+    missing = [f for f in _REQUIRED if f not in params]
+    if missing:
+        raise InvalidRequest(f"missing request field(s): {', '.join(map(repr, missing))}")
+    try:
+        request = msgspec.convert(params, AnalysisRequest)
+    except msgspec.ValidationError as e:
+        m = _AT.match(str(e))
+        where, what = (m.group("path"), m.group("msg")) if m else ("", str(e))
+        what = what.replace("`", "")
+        raise InvalidRequest(f"request field {where!r}: {what[:1].lower()}{what[1:]}") from None
+    try:
+        for field in ("project_id", "definition_id", "run_id"):
+            check_id(field, getattr(request, field))
+        to_json_value(request.custom_params, "custom_params")
+    except (InvalidId, NotJSONError) as e:
+        raise InvalidRequest(str(e)) from None
+    if not request.function.isidentifier() or keyword.iskeyword(request.function):
+        raise InvalidRequest(f"function {request.function!r} is not a Python function name")
+    return request
+
+
+class AnalysisTask:
+    """Runs analysis requests against one datastore (``factory(config, host)``).
+
+    ``host`` needs ``host.config.base_dir`` (a ``pathlib.Path``) to resolve a
+    relative ``datastore``; ``None`` resolves against the working directory.
+    """
+
+    def __init__(self, config: AnalysisTaskConfig, host: Any = None):
+        self.config = config
+        base = getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd()
+        self.store = Datastore(Path(base) / Path(config.datastore).expanduser())
+
+    async def start(self) -> None:
+        if not self.store.scripts_dir.is_dir():
+            log.warning(
+                "task %r: scripts folder %s does not exist yet; requests will be rejected until it does",
+                self.config.name,
+                self.store.scripts_dir,
+            )
+
+    async def run(self, job: Job) -> dict[str, Any]:
+        """Run the request in ``job.params``; return the function's dict.
+
+        Raises ``InvalidRequest`` (bad request, unknown script or function),
+        ``IOFailure`` (the run is missing or unreadable, saving failed) or
+        ``TaskCrashed`` (the script raised, exited, died or returned no JSON
+        dict; ``data`` holds ``traceback`` and ``output`` where known).
+        Cancellation (the host's timeout) kills the child's process group.
+        """
+        request = parse_request(job.params)
+        try:
+            script = self.store.script_path(request.script)
+        except InvalidScript as e:
+            raise InvalidRequest(str(e)) from None
+        run = self.store.run(request.project_id, request.definition_id, request.run_id)
+        if not run.exists():
+            raise IOFailure(
+                f"run folder {run.path} does not exist: save the run's data to the datastore "
+                f"({self.store.root}) before requesting its analysis, with the same ids"
+            )
+        spec = ChildSpec(
+            root=str(self.store.root.resolve()),
+            script=request.script,
+            script_path=str(script),
+            function=request.function,
+            custom_params=request.custom_params,
+            raw_data=self.config.raw_data,
+            memory_limit_mb=self.config.memory_limit_mb,
+            cpu_limit_s=self.config.cpu_limit_s,
+            max_result_bytes=self.config.max_result_bytes,
+            **run.ids,
+        )
+        job.log.info("running %s:%s on %s/%s/%s", request.script, request.function, *run.ids.values())
+        finished = await run_child(spec, max_output_bytes=self.config.max_output_bytes)
+        if finished.output:
+            job.log.debug("script output:\n%s", finished.output)
+        result = self._interpret(finished, request)
+        if self.config.save_results:
+            try:
+                # A thread: fsync may take a while, the event loop must not wait for it.
+                await asyncio.to_thread(run.merge_results, result)
+            except (OSError, DatastoreError) as e:
+                raise IOFailure(
+                    f"the analysis succeeded but merging its result into {run.path} failed: {e}; "
+                    "the result is in this reply's data; check the datastore's disk and permissions",
+                    data={"result": result},
+                ) from e
+        return result
+
+    def _interpret(self, finished: Finished, request: AnalysisRequest) -> dict[str, Any]:
+        label = f"{request.script}:{request.function}"
+        data = {"output": finished.output} if finished.output else {}
+        if finished.overflow:
+            raise TaskCrashed(
+                f"{label} sent more than max_result_bytes ({self.config.max_result_bytes}) and was killed: "
+                "return less, or raise max_result_bytes in the task's config",
+                data,
+            )
+        if finished.reply is None:
+            raise TaskCrashed(f"{label} {_death(finished.returncode, self.config)}", data)
+        try:
+            reply = msgspec.json.decode(finished.reply, type=Reply)
+        except msgspec.DecodeError as e:
+            message = f"{label} sent an unreadable reply ({e}); this is a bug of bridgehost-analysis, please report it"
+            raise TaskCrashed(message, data) from None
+        if reply.ok:
+            return msgspec.json.decode(reply.result)
+        if reply.traceback:
+            data["traceback"] = reply.traceback
+        if reply.kind == "io":
+            raise IOFailure(reply.message, data)
+        if reply.kind == "invalid":
+            raise InvalidRequest(reply.message, data)
+        if reply.kind == "exit":
+            raise TaskCrashed(
+                f"{label} exited with code {reply.exit_code} (sys.exit) before returning a result; "
+                "return a dict instead of exiting",
+                data,
+            )
+        if reply.kind == "raised":
+            hint = "see the traceback; fix the script or the run's data"
+            if reply.out_of_memory:
+                limit = self.config.memory_limit_mb
+                hint = "it ran out of memory" + (f" under memory_limit_mb ({limit})" if limit else "")
+            raise TaskCrashed(f"{label} raised {reply.message} ({hint})", data)
+        raise TaskCrashed(f"{label}: {reply.message}", data)
+
+
+_NATIVE = "a crash in native code (a C extension or ctypes); the output shows the Python stack"
+_SIGNAL_HINTS = {
+    signal.SIGSEGV: _NATIVE,
+    signal.SIGBUS: _NATIVE,
+    signal.SIGILL: _NATIVE,
+    signal.SIGFPE: _NATIVE,
+    signal.SIGABRT: "native code aborted, often an allocation that failed under memory_limit_mb",
+    signal.SIGKILL: "killed from outside, e.g. by the kernel's out-of-memory killer",
+}
+
+
+def _death(returncode: int, config: AnalysisTaskConfig) -> str:
+    """Why a child that sent no reply ended, as the end of a sentence."""
+    if returncode >= 0:
+        return (
+            f"exited with code {returncode} before returning a result "
+            "(os._exit() in the script, or Python failed to start: see the output)"
+        )
+    try:
+        sig = signal.Signals(-returncode)
+    except ValueError:
+        return f"was killed by signal {-returncode} before returning a result"
+    if sig is signal.SIGXCPU:
+        hint = f"it used up its CPU time limit, cpu_limit_s = {config.cpu_limit_s} s"
+    else:
+        hint = _SIGNAL_HINTS.get(sig, "see the output")
+    return f"was killed by signal {sig.name} before returning a result ({hint})"
