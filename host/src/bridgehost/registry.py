@@ -136,7 +136,8 @@ class Registry:
         if entry is not None:
             return entry
         available = ", ".join(self.names()) or "none"
-        message = f"{self.kind.value} kind {name!r} is not available (available: {available})"
+        what = "demo" if self.kind is Kind.DEMO else f"{self.kind.value} kind"
+        message = f"{what} {name!r} is not available (available: {available})"
         provider = KNOWN_PROVIDERS.get(self.kind, {}).get(name)
         cause: BaseException | None = None
         broken = [f for f in self.failures.values() if provider and f.distribution == provider]

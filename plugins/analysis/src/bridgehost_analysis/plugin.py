@@ -20,3 +20,14 @@ def register_tasks(registry: Registry) -> None:
         config=AnalysisTaskConfig,
         summary="run a datastore script's calculate_results(ctx) in a fresh, limited process",
     )
+
+
+@hookimpl
+def register_demos(registry: Registry) -> None:
+    registry.add("traction", _traction_demo, summary="the seed's traction analysis over ZeroMQ, on generated data")
+
+
+def _traction_demo() -> int:
+    from bridgehost_analysis.demo import traction  # only when asked: it imports the host runtime
+
+    return traction()

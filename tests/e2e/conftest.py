@@ -1,0 +1,84 @@
+"""Whole deployments: `bridgehost run` in its own process, real ZeroMQ
+clients, real analysis processes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bridgehost_analysis.traction import generate_run
+from bridgehost_ipc.client import Client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningHost:
+    """A `bridgehost run CONFIG` process we started, and its endpoint."""
+
+    def __init__(self, proc: subprocess.Popen, endpoint: str, log: Path):
+        self.proc = proc
+        self.endpoint = endpoint
+        self.log = log
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def traction_run(tmp_path):
+    """A generated traction run in a fresh datastore (the demo's data)."""
+    return generate_run(tmp_path / "datastore")
+
+
+@pytest.fixture
+def start_host(tmp_path):
+    """Start `bridgehost run` on a config (TOML text with ``{endpoint}`` and
+    ``{datastore}`` placeholders); wait until it answers host.ping."""
+    started: list[RunningHost] = []
+
+    def start(config: str, datastore: Path | None = None) -> RunningHost:
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        path = tmp_path / f"host{len(started)}.toml"
+        path.write_text(config.format(endpoint=endpoint, datastore=datastore or tmp_path / "datastore"))
+        log = tmp_path / f"host{len(started)}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridgehost.cli", "run", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        host = RunningHost(proc, endpoint, log)
+        started.append(host)
+        deadline = time.monotonic() + 20
+        with Client(endpoint) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"bridgehost run exited {proc.returncode}:\n{host.output()}")
+                try:
+                    client.call("host.ping", timeout_s=0.5)
+                    return host
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"host did not answer host.ping:\n{host.output()}") from None
+
+    yield start
+    for host in started:  # stop only what we started, by PID
+        if host.proc.poll() is None:
+            os.kill(host.proc.pid, signal.SIGKILL)
+            host.proc.wait(timeout=10)

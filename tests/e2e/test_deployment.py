@@ -1,0 +1,138 @@
+"""A deployment driven by config: the analysis round trip over ZeroMQ, as the
+AutoCore seed's control program does it."""
+
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+
+from bridgehost_analysis.traction import SCRIPT
+from bridgehost_ipc.client import Client
+
+CONFIG = """
+[host]
+name = "rig"
+shutdown_grace_s = {grace}
+
+[[transports]]
+kind = "zmq"
+endpoint = "{{endpoint}}"
+
+[[triggers]]
+kind = "zmq"
+
+[[tasks]]
+name = "python.run_analysis"
+kind = "analysis"
+datastore = "{{datastore}}"
+timeout_s = {timeout}
+concurrency = 2
+queue_size = 64
+"""
+
+
+def config(grace=5, timeout=20):
+    return CONFIG.format(grace=grace, timeout=timeout)
+
+
+def expected(run):
+    force = np.load(run.path / "traces" / "trace" / "force.npy").astype(np.float64)
+    return float(force.max()), math.fsum(force) / len(force)
+
+
+def test_control_loop_round_trip(start_host, traction_run):
+    host = start_host(config())
+    with Client(host.endpoint) as client:
+        tid = client.send("python.run_analysis", traction_run.request(SCRIPT))
+        assert client.take_response(tid) is None  # a control loop's tick never blocks
+        deadline = time.monotonic() + 20
+        response = None
+        while response is None and time.monotonic() < deadline:
+            client.poll(0.05)
+            response = client.take_response(tid)
+    assert response is not None and response.transaction_id == tid
+    assert response.success, response.error_message
+    max_force, avg_force = expected(traction_run)
+    assert response.data["max_force"] == max_force
+    assert math.isclose(response.data["avg_force"], avg_force, rel_tol=1e-9)
+
+
+def test_concurrent_clients_each_get_their_own_answers(start_host, traction_run):
+    host = start_host(config())
+    want = expected(traction_run)[0]
+    results: dict[int, list] = {}
+
+    def client_thread(n):
+        with Client(host.endpoint) as client:
+            tids = [client.send("python.run_analysis", traction_run.request(SCRIPT)) for _ in range(3)]
+            answers = [client.call("host.ping", timeout_s=30)]  # interleaved with the pending ones
+            deadline = time.monotonic() + 60
+            got = {}
+            while len(got) < len(tids) and time.monotonic() < deadline:
+                client.poll(0.1)
+                for tid in tids:
+                    if tid not in got and (r := client.take_response(tid)) is not None:
+                        got[tid] = r
+            results[n] = [*answers, *(got.get(t) for t in tids)]
+
+    threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for answers in results.values():
+        assert answers[0].success and answers[0].topic == "host.ping"
+        assert all(a is not None and a.success and a.data["max_force"] == want for a in answers[1:])
+
+
+def test_hung_script_times_out_and_the_next_request_succeeds(start_host, traction_run):
+    scripts = traction_run.store.root / "scripts"
+    (scripts / "hang.py").write_text("def calculate_results(ctx):\n    while True:\n        pass\n")
+    host = start_host(config(timeout=1))
+    with Client(host.endpoint) as client:
+        started = time.monotonic()
+        hung = client.call("python.run_analysis", traction_run.request("hang.py"), timeout_s=30)
+        took = time.monotonic() - started
+        assert not hung.success
+        assert hung.data["status"] == "TIMEOUT"
+        assert "timeout_s of 1.0 s" in hung.error_message
+        assert took < 10
+        after = client.call("python.run_analysis", traction_run.request(SCRIPT), timeout_s=30)
+    assert after.success
+    assert host.descendants() == []  # the hung script's process group is gone
+
+
+def test_sigterm_answers_every_accepted_request_and_leaves_no_process(start_host, traction_run):
+    scripts = traction_run.store.root / "scripts"
+    (scripts / "slow.py").write_text("import time\n\ndef calculate_results(ctx):\n    time.sleep(60)\n    return {}\n")
+    host = start_host(config(grace=0.5, timeout=120))
+    with Client(host.endpoint) as client:
+        tids = [client.send("python.run_analysis", traction_run.request("slow.py")) for _ in range(4)]
+        deadline = time.monotonic() + 10
+        while len(host.descendants()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # both concurrency slots have their analysis process
+        children = host.descendants()
+        assert len(children) >= 2
+        os.kill(host.proc.pid, signal.SIGTERM)
+        responses = {}
+        deadline = time.monotonic() + 20
+        while len(responses) < len(tids) and time.monotonic() < deadline:
+            client.poll(0.1)
+            for tid in tids:
+                if tid not in responses and (r := client.take_response(tid)) is not None:
+                    responses[tid] = r
+    assert host.proc.wait(timeout=20) == 0
+    assert sorted(responses) == sorted(tids)
+    statuses = sorted(r.data["status"] for r in responses.values())
+    assert statuses == ["CANCELLED"] * 4
+    running = [r for r in responses.values() if "while the job ran" in r.error_message]
+    assert len(running) == 2  # the two running ones got the grace period, then were cancelled
+    # The analysis processes ran in their own sessions: they would outlive the
+    # host as orphans if its shutdown had not killed them.
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert alive == []
