@@ -116,7 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for entry in registry:
             print(f"{entry.name}  ({entry.plugin})  {entry.summary}")
         return 0
-    entry = registry.get(args.name, source="bridgehost demo", key=args.name)
+    entry = registry.get(args.name, source="bridgehost demo")
     return int(entry.factory() or 0)
 
 

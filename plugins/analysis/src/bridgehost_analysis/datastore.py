@@ -29,12 +29,14 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
-import numpy as np
 
 from bridgehost_analysis.jsonvalue import to_json_value
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 """What a project, definition or run id, a trace name and a channel name
@@ -350,6 +352,8 @@ class Run:
         or channels of different lengths.
         """
         check_id("trace name", name)
+        import numpy as np
+
         if not channels:
             raise ValueError("set_raw_trace() needs at least one channel, e.g. set_raw_trace(t=t, force=force)")
         arrays = {check_id("channel name", ch): _channel_array(name, ch, data) for ch, data in channels.items()}
@@ -475,6 +479,8 @@ def _decode_object(data: bytes, where: str) -> dict[str, Any]:
 
 
 def _channel_array(trace: str, channel: str, data: Any) -> np.ndarray:
+    import numpy as np  # only for traces: an analysis child without any skips its import
+
     array = np.asarray(data)
     if array.ndim != 1:
         raise ValueError(f"channel {channel!r} of trace {trace!r} must be 1-D, got shape {array.shape}")
@@ -486,6 +492,8 @@ def _channel_array(trace: str, channel: str, data: Any) -> np.ndarray:
 
 
 def _load_channel(path: Path, as_lists: bool) -> Any:
+    import numpy as np
+
     try:
         array = np.load(path, allow_pickle=False)  # never unpickle: a trace is numbers only
     except (ValueError, EOFError) as e:

@@ -9,9 +9,8 @@ names the offending place (``result['stats'][2]``) and what to do about it.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
-
-import numpy as np
 
 _CONTAINER_HINTS: dict[type, str] = {
     set: "convert it to a list, e.g. sorted(value)",
@@ -78,10 +77,13 @@ def _convert(value: Any, path: str) -> Any:
         return out
     if isinstance(value, (list, tuple)):
         return [_convert(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, np.generic):
+    # numpy is not imported here: a process that never loaded it (a run
+    # without traces) holds no numpy value, and skips its ~250 ms import.
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.generic):
         return _convert(value.item(), path)
     name = type(value).__name__
-    if isinstance(value, np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         hint = "call .tolist() on it"
     else:
         hint = next((h for t, h in _CONTAINER_HINTS.items() if isinstance(value, t)), _PLAIN)

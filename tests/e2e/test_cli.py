@@ -1,0 +1,69 @@
+"""The `bridgehost` command against a running host and the shipped example."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bridgehost_analysis.traction import SCRIPT
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "traction" / "traction.toml"
+
+CONFIG = """
+[[transports]]
+kind = "zmq"
+endpoint = "{endpoint}"
+
+[[triggers]]
+kind = "zmq"
+
+[[tasks]]
+name = "python.run_analysis"
+kind = "analysis"
+datastore = "{datastore}"
+"""
+
+
+def bridgehost(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "bridgehost.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_call_prints_the_response_and_exits_by_its_success(start_host, traction_run, tmp_path):
+    host = start_host(CONFIG)
+    ok = bridgehost("call", "python.run_analysis", json.dumps(traction_run.request(SCRIPT)), "--endpoint", host.endpoint)
+    assert ok.returncode == 0, ok.stderr
+    response = json.loads(ok.stdout)
+    assert response["success"] is True and response["message_type"] == "response"
+    assert set(response["data"]) == {"max_force", "avg_force"}
+
+    bad_script = traction_run.request("../etc/passwd.py")
+    failed = bridgehost("call", "python.run_analysis", json.dumps(bad_script), "--endpoint", host.endpoint)
+    assert failed.returncode == 1
+    answer = json.loads(failed.stdout)
+    assert answer["success"] is False and answer["data"]["status"] == "REJECTED"
+
+    # The endpoint can come from the deployment's own config.
+    config = tmp_path / "deployed.toml"
+    config.write_text(CONFIG.format(endpoint=host.endpoint, datastore=traction_run.store.root))
+    ping = bridgehost("call", "host.ping", "--config", str(config))
+    assert ping.returncode == 0 and json.loads(ping.stdout)["data"]["tasks"] == ["python.run_analysis"]
+
+
+def test_call_refuses_data_that_is_not_json():
+    result = bridgehost("call", "python.run_analysis", "{run_id: r1}", "--endpoint", "tcp://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "DATA is not valid JSON" in result.stderr
+
+
+def test_call_times_out_with_exit_1_when_no_host_answers():
+    result = bridgehost("call", "host.ping", "--endpoint", "tcp://127.0.0.1:9", "--timeout", "0.3")
+    assert result.returncode == 1
+    assert "tcp://127.0.0.1:9" in result.stderr
+
+
+def test_check_accepts_the_shipped_example():
+    result = bridgehost("check", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "tasks[0]: analysis 'python.run_analysis'" in result.stdout
