@@ -40,6 +40,39 @@ class RunningHost:
         return self.log.read_text()
 
 
+ANALYSIS_DEPLOYMENT = """
+[host]
+name = "rig"
+shutdown_grace_s = {grace}
+
+[[transports]]
+kind = "zmq"
+endpoint = "{{endpoint}}"
+
+[[triggers]]
+kind = "zmq"
+
+[[tasks]]
+name = "python.run_analysis"
+kind = "analysis"
+datastore = "{{datastore}}"
+timeout_s = {timeout}
+concurrency = 2
+queue_size = 64
+"""
+
+
+@pytest.fixture
+def deployment():
+    """The config template of a ZeroMQ + analysis deployment, for ``start_host``:
+    ``deployment(grace=5, timeout=20)``."""
+
+    def make(grace: float = 5, timeout: float = 20) -> str:
+        return ANALYSIS_DEPLOYMENT.format(grace=grace, timeout=timeout)
+
+    return make
+
+
 @pytest.fixture
 def traction_run(tmp_path):
     """A generated traction run in a fresh datastore (the demo's data)."""

@@ -9,29 +9,15 @@ from bridgehost_analysis.traction import SCRIPT
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "traction" / "traction.toml"
 
-CONFIG = """
-[[transports]]
-kind = "zmq"
-endpoint = "{endpoint}"
-
-[[triggers]]
-kind = "zmq"
-
-[[tasks]]
-name = "python.run_analysis"
-kind = "analysis"
-datastore = "{datastore}"
-"""
-
-
 def bridgehost(*args):
     return subprocess.run(
         [sys.executable, "-m", "bridgehost.cli", *args], capture_output=True, text=True, timeout=60
     )
 
 
-def test_call_prints_the_response_and_exits_by_its_success(start_host, traction_run, tmp_path):
-    host = start_host(CONFIG)
+def test_call_prints_the_response_and_exits_by_its_success(start_host, deployment, traction_run, tmp_path):
+    template = deployment()
+    host = start_host(template)
     ok = bridgehost("call", "python.run_analysis", json.dumps(traction_run.request(SCRIPT)), "--endpoint", host.endpoint)
     assert ok.returncode == 0, ok.stderr
     response = json.loads(ok.stdout)
@@ -46,7 +32,7 @@ def test_call_prints_the_response_and_exits_by_its_success(start_host, traction_
 
     # The endpoint can come from the deployment's own config.
     config = tmp_path / "deployed.toml"
-    config.write_text(CONFIG.format(endpoint=host.endpoint, datastore=traction_run.store.root))
+    config.write_text(template.format(endpoint=host.endpoint, datastore=traction_run.store.root))
     ping = bridgehost("call", "host.ping", "--config", str(config))
     assert ping.returncode == 0 and json.loads(ping.stdout)["data"]["tasks"] == ["python.run_analysis"]
 

@@ -13,39 +13,13 @@ import psutil
 from bridgehost_analysis.traction import SCRIPT
 from bridgehost_ipc.client import Client
 
-CONFIG = """
-[host]
-name = "rig"
-shutdown_grace_s = {grace}
-
-[[transports]]
-kind = "zmq"
-endpoint = "{{endpoint}}"
-
-[[triggers]]
-kind = "zmq"
-
-[[tasks]]
-name = "python.run_analysis"
-kind = "analysis"
-datastore = "{{datastore}}"
-timeout_s = {timeout}
-concurrency = 2
-queue_size = 64
-"""
-
-
-def config(grace=5, timeout=20):
-    return CONFIG.format(grace=grace, timeout=timeout)
-
-
 def expected(run):
     force = np.load(run.path / "traces" / "trace" / "force.npy").astype(np.float64)
     return float(force.max()), math.fsum(force) / len(force)
 
 
-def test_control_loop_round_trip(start_host, traction_run):
-    host = start_host(config())
+def test_control_loop_round_trip(start_host, deployment, traction_run):
+    host = start_host(deployment())
     with Client(host.endpoint) as client:
         tid = client.send("python.run_analysis", traction_run.request(SCRIPT))
         assert client.take_response(tid) is None  # a control loop's tick never blocks
@@ -61,8 +35,8 @@ def test_control_loop_round_trip(start_host, traction_run):
     assert math.isclose(response.data["avg_force"], avg_force, rel_tol=1e-9)
 
 
-def test_concurrent_clients_each_get_their_own_answers(start_host, traction_run):
-    host = start_host(config())
+def test_concurrent_clients_each_get_their_own_answers(start_host, deployment, traction_run):
+    host = start_host(deployment())
     want = expected(traction_run)[0]
     results: dict[int, list] = {}
 
@@ -90,10 +64,10 @@ def test_concurrent_clients_each_get_their_own_answers(start_host, traction_run)
         assert all(a is not None and a.success and a.data["max_force"] == want for a in answers[1:])
 
 
-def test_hung_script_times_out_and_the_next_request_succeeds(start_host, traction_run):
+def test_hung_script_times_out_and_the_next_request_succeeds(start_host, deployment, traction_run):
     scripts = traction_run.store.root / "scripts"
     (scripts / "hang.py").write_text("def calculate_results(ctx):\n    while True:\n        pass\n")
-    host = start_host(config(timeout=1))
+    host = start_host(deployment(timeout=1))
     with Client(host.endpoint) as client:
         started = time.monotonic()
         hung = client.call("python.run_analysis", traction_run.request("hang.py"), timeout_s=30)
@@ -107,10 +81,10 @@ def test_hung_script_times_out_and_the_next_request_succeeds(start_host, tractio
     assert host.descendants() == []  # the hung script's process group is gone
 
 
-def test_sigterm_answers_every_accepted_request_and_leaves_no_process(start_host, traction_run):
+def test_sigterm_answers_every_accepted_request_and_leaves_no_process(start_host, deployment, traction_run):
     scripts = traction_run.store.root / "scripts"
     (scripts / "slow.py").write_text("import time\n\ndef calculate_results(ctx):\n    time.sleep(60)\n    return {}\n")
-    host = start_host(config(grace=0.5, timeout=120))
+    host = start_host(deployment(grace=0.5, timeout=120))
     with Client(host.endpoint) as client:
         tids = [client.send("python.run_analysis", traction_run.request("slow.py")) for _ in range(4)]
         deadline = time.monotonic() + 10

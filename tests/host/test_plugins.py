@@ -144,3 +144,14 @@ def test_bridgehost_plugins_command_lists_failures(site):
     ).stdout
     assert "FAILED TO LOAD: ModuleNotFoundError" in text
     assert "this_module_does_not_exist" in text
+
+
+def test_a_lifecycle_wrapper_is_refused_at_load():
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def job_finished(self, job, outcome):
+            return (yield)
+
+    plugins = load_plugins(load=[], extra=[("wrapping", Wrapping())])
+    assert "job_finished is a notification" in str(plugins.failures["wrapping"].error)
+    assert plugins.pm.get_plugin("wrapping") is None

@@ -232,7 +232,9 @@ class Host:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         job = Job(request, emit=self._emit)
         if self.state is not HostState.RUNNING:
-            self.settle(job, future, Status.REJECTED, f"host {self.name!r} is {self.state}; the request was not run")
+            self.settle(
+                job, future, Status.REJECTED, f"host {self.name!r} is not running ({self.state}); the request was not run"
+            )
             return future
         lane = self.lanes.get(request.task)
         if lane is None:
@@ -269,7 +271,9 @@ class Host:
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Call a lifecycle hook on every plugin, each isolated: one that
-        raises is logged and the others still run."""
+        raises is logged and the others still run. Called impl by impl, in
+        pluggy's order, because pluggy's own call stops at the first error;
+        wrappers make no sense for notifications and are refused at load."""
         for impl in reversed(getattr(self.plugins.hook, hook).get_hookimpls()):
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})

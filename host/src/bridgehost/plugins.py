@@ -33,6 +33,7 @@ ENTRY_POINT_GROUP = "bridgehost"
 LOAD_ENV = "BRIDGEHOST_LOAD_PLUGINS"
 DISABLE_ENV = "BRIDGEHOST_DISABLE_PLUGINS"
 BUILTIN = "builtin"
+LIFECYCLE_HOOKS = ("host_started", "job_started", "job_event", "job_finished", "host_stopping")
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,13 @@ def load_plugins(
     for name, module in extra or []:
         infos[name] = PluginInfo(name, getattr(module, "__name__", type(module).__qualname__))
         pm.register(module, name=name)
+
+    for hook in LIFECYCLE_HOOKS:
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            if (impl.wrapper or impl.hookwrapper) and impl.plugin_name not in failures:
+                error = TypeError(f"{hook} is a notification: implement it as a plain hookimpl, not a wrapper")
+                _record(failures, infos[impl.plugin_name], error)
+                pm.unregister(name=impl.plugin_name)
 
     registries = {kind: Registry(kind, failures=failures) for kind in Kind}
     for kind, registry in registries.items():
