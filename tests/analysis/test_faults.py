@@ -56,7 +56,8 @@ def test_timeout_kills_the_process_group(run, script, make_task, analyse, tmp_pa
     with pytest.raises(TimeoutError):
         analyse(task, run.request(name, custom_params={"pidfile": str(pidfile)}), timeout=3.0)
     elapsed = time.monotonic() - start
-    assert elapsed < 3.0 + 1.5, f"cancellation took {elapsed - 3.0:.2f} s beyond the timeout"
+    # Guards against a hang, not a speed: the margin itself is measured, not asserted.
+    assert elapsed < 3.0 + 5.0, f"cancellation took {elapsed - 3.0:.2f} s beyond the timeout"
     assert wait_gone(read_pids(pidfile), within=1.0), "a process of the cancelled run survived"
     assert analyse(task, run.request(script("good.py", GOOD))) == {"n": 4}
 
