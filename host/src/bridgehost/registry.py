@@ -44,7 +44,7 @@ KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
     Kind.TRANSPORT: {"zmq": "bridgehost-ipc", "pva": "bridgehost-epics"},
     Kind.TRIGGER: {"zmq": "bridgehost-ipc", "epics": "bridgehost-epics"},
     Kind.TASK: {"analysis": "bridgehost-analysis", "step": "bridgehost-steps", "sequence": "bridgehost-steps"},
-    Kind.WATCHDOG: {"epics-heartbeat": "bridgehost-epics", "systemd": "bridgehost"},
+    Kind.WATCHDOG: {"epics-heartbeat": "bridgehost-epics"},
     Kind.DEMO: {"traction": "bridgehost-analysis", "epics": "bridgehost-epics"},
 }
 
