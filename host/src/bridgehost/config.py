@@ -89,8 +89,9 @@ class TaskConfig(ComponentConfig):
     """Base of a ``[[tasks]]`` table: what every task has.
 
     ``name`` is what requests ask for (for ZeroMQ, the topic, e.g.
-    ``python.run_analysis``). ``timeout_s`` is the wall-clock limit of one run
-    (absent: no limit). ``concurrency`` jobs of this task run at once; up to
+    ``python.run_analysis``). ``timeout_s`` is the wall-clock limit of one run in
+    seconds (default 60; ``None``, which only Python code can pass since TOML
+    has no null, means no limit). ``concurrency`` jobs of this task run at once; up to
     ``queue_size`` more wait, and a request beyond that is answered BUSY.
     """
 

@@ -47,7 +47,8 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     relative to the config file's folder. The seed's ``datastore_directory``."""
     memory_limit_mb: Annotated[int, msgspec.Meta(ge=64)] | None = 2048
     """RLIMIT_AS of the child, in MiB: address space, not resident memory.
-    Python with numpy needs about 100 (with one BLAS thread). Absent: no limit."""
+    Python with numpy needs about 100 (with one BLAS thread). ``None`` (from
+    Python only; TOML has no null): no limit."""
     cpu_limit_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     """RLIMIT_CPU of the child, in CPU seconds (rounded up). Absent: none."""
     save_results: bool = False
