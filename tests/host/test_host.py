@@ -282,3 +282,25 @@ def test_liveness_sees_a_blocked_loop(make_host):
     stalled, after = run(main())
     assert stalled > 0.3
     assert after == 0.0
+
+
+def test_job_log_lines_carry_task_job_id_and_ref(make_host, caplog):
+    import logging
+
+    from bridgehost.logs import _JobFormatter
+
+    async def main():
+        host = make_host(task("boom", "boom"))
+        await host.start()
+        for n in range(50):  # requests may name any task: no logger may be kept per name
+            await host.submit(Request(task=f"random.{n}", ref=str(n)))
+        await host.submit(Request(task="boom", id="j7", source="zmq", ref="42"))
+        await host.stop()
+
+    loggers_before = len(logging.Logger.manager.loggerDict)
+    with caplog.at_level(logging.INFO, logger="bridgehost"):
+        run(main())
+    assert len(logging.Logger.manager.loggerDict) <= loggers_before + 1
+    [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "j7"]
+    line = _JobFormatter("%(levelname)s %(message)s").format(record)
+    assert line.startswith("WARNING CRASH in ") and line.endswith("RuntimeError: kaput [task='boom' job=j7 ref=42]")

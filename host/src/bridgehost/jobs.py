@@ -128,9 +128,10 @@ class Job:
         self.request = request
         self.id = request.id
         self.started_at: float | None = None  # time.monotonic() when it began running
+        # One logger for all jobs: a logger per requested task name would be
+        # cached forever, and requests may name any task.
         self.log = logging.LoggerAdapter(
-            logging.getLogger(f"bridgehost.job.{request.task}"),
-            {"job_id": request.id, "ref": request.ref},
+            logging.getLogger("bridgehost.job"), {"job_id": request.id, "task": request.task, "ref": request.ref}
         )
         self._emit = emit
         self._seq = 0

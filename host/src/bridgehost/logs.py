@@ -1,8 +1,8 @@
 """Logging setup for the ``bridgehost`` command.
 
-Human-readable lines on stderr. A job's lines end with ``[job=<id> ref=<ref>]``
-(its job id and the source's id, the ZeroMQ transaction id), from the
-LoggerAdapter every ``Job`` carries.
+Human-readable lines on stderr. A job's lines end with ``[task='<name>' job=<id> ref=<ref>]``
+(its task, its job id and the source's id: the ZeroMQ transaction id), from
+the LoggerAdapter every ``Job`` carries.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ class _JobFormatter(logging.Formatter):
         job_id = getattr(record, "job_id", None)
         if job_id:
             ref = getattr(record, "ref", "")
-            text += f" [job={job_id}{f' ref={ref}' if ref else ''}]"
+            text += f" [task={getattr(record, 'task', '')!r} job={job_id}{f' ref={ref}' if ref else ''}]"
         return text
 
 

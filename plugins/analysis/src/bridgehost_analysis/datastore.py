@@ -232,10 +232,11 @@ class Datastore:
         if not path.is_relative_to(scripts):
             raise InvalidScript(
                 f"script {name!r} is refused: it is a link that leads out of the scripts folder "
-                f"{scripts} (to {path}); put the script itself in the scripts folder"
+                f"{self.scripts_dir} (to {path}); put the script itself in the scripts folder"
             )
         if not path.is_file():
-            raise InvalidScript(f"script {name!r} not found in {scripts}: put the .py file there")
+            # The folder as configured, not resolved: that is where the user puts scripts.
+            raise InvalidScript(f"script {name!r} not found in {self.scripts_dir}: put the .py file there")
         return path
 
     def install_script(self, source: str | os.PathLike[str], name: str | None = None) -> Path:
