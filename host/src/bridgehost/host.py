@@ -136,7 +136,6 @@ class Host:
             try:
                 await _call_optional(component.impl, "start")
             except Exception as e:
-                log.error("cannot start %s: %s", component.label, e)
                 for done in reversed(started):
                     await self._stop_component(done)
                 self._liveness_task.cancel()
