@@ -43,6 +43,12 @@ def test_out_of_range_value_names_the_bound():
     assert "> 0" in error.message and "-1" in error.message
 
 
+def test_log_level_is_checked_before_running():
+    error = check('[host]\nlog_level = "LOUD"\n')
+    assert error.key == "host.log_level"
+    assert "DEBUG" in error.message and "'LOUD' (str)" in error.message
+
+
 def test_nested_list_item_path():
     error = check('[plugins]\ndisable = ["a", 3]\n')
     assert error.key == "plugins.disable[1]"

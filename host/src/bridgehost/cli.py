@@ -13,11 +13,12 @@ import dataclasses
 import json
 import os
 import sys
+from typing import get_args
 import msgspec
 
 import bridgehost
 from bridgehost import logs
-from bridgehost.config import Config, parse_config, read_plugins_section, read_toml
+from bridgehost.config import Config, LogLevel, parse_config, read_plugins_section, read_toml
 from bridgehost.errors import BridgehostError, ConfigError
 from bridgehost.host import Host, StartError
 from bridgehost.plugins import Plugins, load_plugins
@@ -125,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bridgehost", description="Run Python logic beside a control system, safely."
     )
     parser.add_argument("--version", action="version", version=f"bridgehost {bridgehost.__version__}")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: the config's, else INFO)")
+    parser.add_argument(
+        "--log-level", choices=get_args(LogLevel), help="default: the config's [host] log_level, else INFO"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a host from a TOML config until SIGTERM/SIGINT")
@@ -168,9 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     except BridgehostError as e:
         print(f"bridgehost: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:  # a bad --log-level
-        print(f"bridgehost: {e}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

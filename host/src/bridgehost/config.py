@@ -25,9 +25,10 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 
 from bridgehost.errors import ConfigError
 from bridgehost.registry import Kind
@@ -35,6 +36,7 @@ from bridgehost.registry import Kind
 if TYPE_CHECKING:
     from bridgehost.plugins import Plugins
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -52,7 +54,7 @@ class HostConfig(Section):
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     """On SIGTERM/SIGINT, seconds running jobs may take to finish before they
     are cancelled."""
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
 
 class PluginsConfig(Section):
@@ -240,12 +242,33 @@ def _config_error(text: str, type_: type, source: str, key: str, raw: Any) -> Co
     if u := _MISSING.match(message):
         return ConfigError(source, f"{full_key}.{u.group('field')}", "required key is missing")
     found = _lookup(raw, path)
+    if message.startswith("Invalid enum value") and (choices := _choices(type_, path)):
+        return ConfigError(source, full_key, f"expected one of {', '.join(map(repr, choices))}, found {_describe(found)}")
     expected = message[0].lower() + message[1:] if message else message
     expected = expected.replace("`", "")
     if found is not _NOTHING:
         expected = re.sub(r", got \w+$", "", expected)
         expected += f", found {_describe(found)}"
     return ConfigError(source, full_key, expected)
+
+
+def _choices(type_: type, path: str) -> tuple[Any, ...]:
+    """The allowed values of the Literal or Enum field at ``path``, if it is one."""
+    info: Any = msgspec.inspect.type_info(type_)
+    for name, index in _PART.findall(path):
+        while isinstance(info, msgspec.inspect.UnionType):  # `X | None`: follow the non-None side
+            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+        if index and isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.TupleType)):
+            info = info.item_type
+        elif name and isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == name), None)
+        else:
+            return ()
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return tuple(info.values)
+    if isinstance(info, msgspec.inspect.EnumType):
+        return tuple(m.value for m in info.cls)
+    return ()
 
 
 _NOTHING = object()

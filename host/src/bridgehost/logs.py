@@ -21,17 +21,12 @@ class _JobFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
-    """Send bridgehost's logs to stderr at ``level`` (a logging level name).
-
-    Raises ``ValueError`` naming the valid levels for an unknown name.
-    """
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    """Send bridgehost's logs to stderr at ``level``, a logging level name
+    (``bridgehost.config.LogLevel``: config and CLI have validated it)."""
     handler = logging.StreamHandler()
     handler.setFormatter(_JobFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(numeric)
+    root.setLevel(level)
