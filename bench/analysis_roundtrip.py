@@ -20,9 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bridgehost.config import load_config
 from bridgehost.host import Host
-from bridgehost.plugins import load_plugins
 from bridgehost_analysis.datastore import Datastore
 from bridgehost_ipc.client import Client
 
@@ -62,8 +60,7 @@ async def measure(folder: Path, requests: int, clients: int) -> dict:
     run.save(project={}, configuration={})
     run.append_cycle({"cycle_index": 1})
     (folder / "bench.toml").write_text(CONFIG)
-    plugins = load_plugins()
-    host = Host(load_config(folder / "bench.toml", plugins), plugins)
+    host = Host.from_file(folder / "bench.toml")
     await host.start()
     try:
         endpoint = host.transports["zmq"].endpoint

@@ -18,23 +18,14 @@ import msgspec
 
 import bridgehost
 from bridgehost import logs
-from bridgehost.config import Config, LogLevel, parse_config, read_plugins_section, read_toml
+from bridgehost.config import LogLevel, load
 from bridgehost.errors import BridgehostError, ConfigError
 from bridgehost.host import Host, StartError
-from bridgehost.plugins import Plugins, load_plugins
+from bridgehost.plugins import load_plugins
 from bridgehost.registry import Kind
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 ENDPOINT_ENV = "BRIDGEHOST_ENDPOINT"
-
-
-def load(path: str) -> tuple[Config, Plugins]:
-    """Read ``path``, load the plugins its ``[plugins]`` table allows, and
-    validate the rest. Raises ConfigError."""
-    raw = read_toml(path)
-    selection = read_plugins_section(raw, path)
-    plugins = load_plugins(load=selection.load, disable=selection.disable)
-    return parse_config(raw, plugins, source=path), plugins
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -154,6 +154,17 @@ def load_config(path: str | os.PathLike[str], plugins: Plugins) -> Config:
     return parse_config(read_toml(path), plugins, source=str(path))
 
 
+def load(path: str | os.PathLike[str]) -> tuple[Config, Plugins]:
+    """Read the config file at ``path``, load the plugins its ``[plugins]``
+    table selects, and validate the rest against them. Raises ConfigError."""
+    from bridgehost.plugins import load_plugins
+
+    raw = read_toml(path)
+    selection = read_plugins_section(raw, str(path))
+    plugins = load_plugins(load=selection.load, disable=selection.disable)
+    return parse_config(raw, plugins, source=str(path)), plugins
+
+
 def parse_config(raw: dict[str, Any], plugins: Plugins, *, source: str = "<config>") -> Config:
     """Validate a decoded TOML document. Raises ConfigError (or its subclass
     UnknownKindError, chained to a broken plugin's exception where relevant)."""

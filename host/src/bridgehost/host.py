@@ -18,13 +18,14 @@ import asyncio
 import collections
 import enum
 import logging
+import os
 import signal
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from bridgehost.config import ComponentConfig, Config, TaskConfig
+from bridgehost.config import ComponentConfig, Config, TaskConfig, load
 from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError
 from bridgehost.jobs import Job, JobEvent, Outcome, Request, Status
 from bridgehost.liveness import Liveness
@@ -95,6 +96,12 @@ class Host:
             self.transports[cfg.name or cfg.kind] = self._build(Kind.TRANSPORT, i, cfg).impl
         for i, cfg in enumerate(config.triggers):
             self._build(Kind.TRIGGER, i, cfg)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Host:
+        """A host built from the config file at ``path``, with the plugins its
+        ``[plugins]`` table selects. Raises ConfigError."""
+        return cls(*load(path))
 
     def _build(self, kind: Kind, index: int, cfg: ComponentConfig) -> Component:
         key = f"{kind.section}[{index}]"

@@ -140,16 +140,14 @@ def load_plugins(
             try:
                 impl.function(registry=registry.for_plugin(impl.plugin_name))
             except Exception as e:
-                # Undo what it half-registered: a broken plugin provides nothing.
-                for name in set(registry.entries) - before:
-                    del registry.entries[name]
                 _record(failures, infos[impl.plugin_name], e)
                 pm.unregister(name=impl.plugin_name)
                 continue
             added = sorted(set(registry.entries) - before)
             if added:
                 infos[impl.plugin_name].kinds.setdefault(kind.value, []).extend(added)
-    # A plugin that failed in a later kind's hook must not keep earlier kinds' entries.
+    # A broken plugin provides nothing: not what it half-registered before
+    # raising, nor what it registered for earlier kinds.
     for registry in registries.values():
         for name in [n for n, e in registry.entries.items() if e.plugin in failures]:
             del registry.entries[name]

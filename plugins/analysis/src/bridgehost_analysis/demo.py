@@ -16,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bridgehost.config import load_config
 from bridgehost.host import Host
-from bridgehost.plugins import load_plugins
 
 from bridgehost_analysis.traction import SCRIPT, generate_run
 
@@ -54,8 +52,7 @@ def traction() -> int:
         folder = Path(tmp)
         run = generate_run(folder / "datastore")
         (folder / "traction.toml").write_text(CONFIG)
-        plugins = load_plugins()
-        host = Host(load_config(folder / "traction.toml", plugins), plugins)
+        host = Host.from_file(folder / "traction.toml")
         print("bridgehost demo: traction analysis over ZeroMQ")
         print(f"  datastore  {run.store.root}")
         samples = len(run.raw_trace("trace", as_lists=False)["force"])
