@@ -1,0 +1,26 @@
+"""The bridgehost plugin ``steps``: the ``step`` and ``sequence`` task kinds,
+and the built-in steps (``delay``)."""
+
+from __future__ import annotations
+
+from bridgehost import hookimpl
+
+from bridgehost_steps.task import SequenceTask, SequenceTaskConfig, StepTask, StepTaskConfig
+
+
+@hookimpl
+def register_tasks(registry):
+    registry.add(
+        "step",
+        StepTask,
+        config=StepTaskConfig,
+        summary="a long-running async process(data, context): pause, resume, halt, jump, swap, retry",
+    )
+    registry.add("sequence", SequenceTask, config=SequenceTaskConfig, summary="named steps run in order; jump between them")
+
+
+@hookimpl
+def register_steps(registry):
+    from bridgehost_steps.library import delay
+
+    registry.add("delay", delay)

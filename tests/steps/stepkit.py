@@ -1,0 +1,120 @@
+"""Harnesses for the steps tests (imported by the test modules; the
+conftest puts this folder on sys.path).
+
+``Harness``: one ``Run`` on the test's own loop, no host, for the state
+machine. ``running_host``: a real ``Host`` with the steps plugin (and the
+ipc plugin when a zmq transport is configured), test steps published by name
+through ``register_steps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tomllib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from bridgehost import hookimpl
+from bridgehost.config import parse_config
+from bridgehost.errors import JobError
+from bridgehost.host import Host
+from bridgehost.jobs import Job, Request
+from bridgehost.plugins import load_plugins
+from bridgehost_steps.controller import Announcement, StepsController
+from bridgehost_steps.machine import State
+from bridgehost_steps.run import Limits, ProgramStep, Run, Topic
+from bridgehost_steps.steps import define
+
+WAIT_S = 10.0
+"""Upper bound for anything a test waits for; reached only when it fails."""
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the loop until ``condition()``; fail after WAIT_S."""
+    async with asyncio.timeout(WAIT_S):
+        while not condition():
+            await asyncio.sleep(0.001)
+    assert condition(), what
+
+
+class Harness:
+    """A ``Run`` of ``processes`` (one: kind step; several (name, fn): a
+    sequence) executing on the running loop, its announcements recorded."""
+
+    def __init__(
+        self,
+        *processes: Any,
+        kind: str | None = None,
+        data: Any = None,
+        point: Any = None,
+        index: int = 0,
+        recovery_timeout_s: float = WAIT_S * 3,
+        halt_timeout_s: float = WAIT_S * 3,
+    ):
+        entries = [p if isinstance(p, tuple) else (f"s{i}", p) for i, p in enumerate(processes)]
+        program = [ProgramStep(name, define(name, fn), data) for name, fn in entries]
+        self.announcements: list[tuple[Topic, dict[str, Any]]] = []
+        self.run = Run(
+            Job(Request(task="probe")),
+            kind or ("sequence" if len(program) > 1 else "step"),
+            program,
+            limits=Limits(recovery_timeout_s, halt_timeout_s),
+            sink=lambda run, topic, event: self.announcements.append((topic, event.data)),
+            index=index,
+            point=point,
+        )
+        self.task = asyncio.create_task(self.run.execute())
+
+    @property
+    def state(self) -> State:
+        return self.run.state
+
+    async def reach(self, state: State) -> None:
+        await until(lambda: self.run.state is state, f"state {state}")
+
+    def transitions(self) -> list[tuple[str | None, str, str]]:
+        return [(d["previous"], d["event"], d["state"]) for t, d in self.announcements if t is Topic.STATE]
+
+    def of(self, topic: Topic) -> list[dict[str, Any]]:
+        return [d for t, d in self.announcements if t is topic]
+
+    async def outcome(self) -> tuple[str, Any]:
+        """("ok", data) or (status name, the JobError); fails after WAIT_S."""
+        try:
+            async with asyncio.timeout(WAIT_S):
+                return "ok", await self.task
+        except JobError as e:
+            return e.status.name, e
+
+
+class StepsPlugin:
+    """A test plugin publishing ``steps`` (name -> process) by name."""
+
+    def __init__(self, steps: dict[str, Any]):
+        self.steps = steps
+
+    @hookimpl
+    def register_steps(self, registry):
+        for name, process in self.steps.items():
+            registry.add(name, process)
+
+
+@contextlib.asynccontextmanager
+async def running_host(
+    text: str, steps: dict[str, Any] | None = None, source: Path | str = "test.toml"
+) -> AsyncIterator[tuple[Host, StepsController, list[Announcement]]]:
+    """A started Host from TOML ``text``; yields it, its controller and the
+    list every announcement is appended to. Stopped at the end."""
+    extra = [("teststeps", StepsPlugin(steps))] if steps else []
+    plugins = load_plugins(load=["steps", "ipc"], extra=extra)
+    host = Host(parse_config(tomllib.loads(text), plugins, source=str(source)), plugins)
+    controller = StepsController.of(host)
+    seen: list[Announcement] = []
+    controller.subscribe(seen.append)
+    await host.start()
+    try:
+        yield host, controller, seen
+    finally:
+        await host.stop(grace_s=WAIT_S)
