@@ -118,3 +118,56 @@ async def running_host(
         yield host, controller, seen
     finally:
         await host.stop(grace_s=WAIT_S)
+
+
+class HostThread:
+    """``running_host`` on an event loop in a background thread, so the test
+    thread can talk to it over real ZeroMQ sockets with the blocking Client."""
+
+    def __init__(self, text: str, steps: dict[str, Any] | None = None, source: Path | str = "test.toml"):
+        import threading
+
+        self._args = (text, steps, source)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="steps-host", daemon=True)
+        self._thread.start()
+        assert self._ready.wait(WAIT_S * 3), "host did not start"
+        if self._error is not None:
+            raise self._error
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            async with running_host(*self._args) as (host, controller, seen):
+                self.host, self.controller, self.seen = host, controller, seen
+                self.endpoint = host.transports["zmq"].endpoint if "zmq" in host.transports else None
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as e:
+            self._error = e
+            self._ready.set()
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on the host's loop (the controller is not thread-safe)."""
+
+        async def wrapper() -> Any:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(WAIT_S)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(WAIT_S * 3)
+
+
+def wait_for(condition: Callable[[], Any], what: str) -> Any:
+    """Poll ``condition`` from a plain thread until truthy; fail after WAIT_S."""
+    import time
+
+    deadline = time.monotonic() + WAIT_S
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.005)
+    return value

@@ -107,6 +107,9 @@ class RunStatus(msgspec.Struct, kw_only=True):
     pausable: bool = False
     pending: dict[str, Any] | None = None
     error: str = ""
+    results: dict[str, Any] = {}
+    """What each step that completed returned, by step name."""
+    skipped: list[str] = []
     analyses: list[Any] = []
     seq: int = 0
     started_ms: int = 0
@@ -201,6 +204,8 @@ class Run:
             pausable=self.pausable,
             pending=pending,
             error=self.error,
+            results=dict(self.results),
+            skipped=list(self.skipped),
             analyses=list(self.analyses),
             seq=self.seq,
             started_ms=self.started_ms,
