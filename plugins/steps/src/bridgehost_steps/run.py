@@ -364,7 +364,8 @@ class Run:
             self._cross = (target, point)
             self._process.cancel()
             if self.state is State.PAUSED:
-                return f"step {name!r} is cancelled and its cleanup runs; the sequence stays paused at step {name!r}"
+                current = self.program[self.index].name
+                return f"step {current!r} is cancelled and its cleanup runs; the sequence stays paused at step {name!r}"
             return f"the current step is cancelled; step {name!r} starts after its cleanup"
         # paused between steps: nothing runs, just move
         self.index, self.point = target, point
