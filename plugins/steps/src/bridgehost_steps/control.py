@@ -127,7 +127,7 @@ class ZmqControl:
         if name == "status":
             status = self.controller.status(args.job_id)
             if status is None:
-                return message.fail(self.controller._unknown(args.job_id))
+                return message.fail(self.controller.unknown_reason(args.job_id))
             return message.reply(msgspec.to_builtins(status))
         if name == "list":
             return message.reply({"jobs": msgspec.to_builtins(self.controller.list(ended=args.ended))})

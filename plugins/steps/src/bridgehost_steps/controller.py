@@ -154,7 +154,7 @@ class StepsController:
         """Send ``control`` to job ``job_id``; see the named methods."""
         run = self.runs.get(job_id)
         if run is None:
-            return Answer.refused(job_id, control.value, self._unknown(job_id))
+            return Answer.refused(job_id, control.value, self.unknown_reason(job_id))
         return run.control(control, **kwargs)
 
     def pause(self, job_id: str) -> Answer:
@@ -192,7 +192,7 @@ class StepsController:
         """Queue ``message`` for the process's ``context.receive()``."""
         run = self.runs.get(job_id)
         if run is None:
-            return Answer.refused(job_id, "send", self._unknown(job_id))
+            return Answer.refused(job_id, "send", self.unknown_reason(job_id))
         if run.state.final:
             return Answer.refused(job_id, "send", f"the job has ended ({run.state.value})", run.state)
         run.inbox.put_nowait(message)
@@ -248,7 +248,7 @@ class StepsController:
             future.add_done_callback(lambda _f: self.queued.pop(request.id, None))
         return Answer(job_id=request.id, control="start", accepted=True, state=state), future
 
-    def _unknown(self, job_id: str) -> str:
+    def unknown_reason(self, job_id: str) -> str:
         if job_id in self.queued:
             return f"job {job_id!r} is queued and has not started; it can be controlled once it runs"
         if job_id in self.history:

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from bridgehost.errors import TaskCrashed, TaskFailed, JobError
-from bridgehost.errors import Skipped
+from bridgehost.errors import JobError, Skipped, TaskCrashed, TaskFailed
 from bridgehost.jobs import EventKind
 
 from bridgehost_steps.context import ProcessContext
@@ -181,6 +180,8 @@ class Run:
         self._announce(Topic.STATE, {"previous": previous.value, "event": event.value, **extra})
 
     def _announce(self, topic: Topic, data: dict[str, Any]) -> None:
+        if self.state.final and topic is not Topic.STATE:
+            return  # an abandoned cleanup still reporting: the final state was the last word
         event = self.job.emit(topic.event_kind, {"topic": topic.value, "state": self.state.value, **data})
         self.seq = event.seq
         self._sink(self, topic, event)

@@ -34,7 +34,7 @@ from bridgehost.errors import InvalidField, InvalidRequest
 
 from bridgehost_steps.controller import StepsController
 from bridgehost_steps.run import Limits, ProgramStep, Refused, Run, parse_point
-from bridgehost_steps.steps import StepDef, StepRegistry, resolve
+from bridgehost_steps.steps import StepRegistry, resolve
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
