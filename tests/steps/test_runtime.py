@@ -325,7 +325,7 @@ def test_halt_during_a_cleanup_that_raises_reports_it_and_still_ends_with_one_ha
         assert not second.accepted and second.reason == "the job is halting; wait for it to end"
         status, error = await h.outcome()
         assert status == "CANCELLED" and "valve did not close" in str(error)
-        assert "OSError" in error.data["traceback"]
+        assert "OSError" in error.data["traceback"] and error.data["state"] == "halted"
         assert h.state is S.HALTED
         assert any("valve did not close" in e["message"] for a in h.of(Topic.ANALYSIS) for e in a["errors"])
 

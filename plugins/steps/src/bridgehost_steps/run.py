@@ -521,7 +521,7 @@ class Run:
     def _halted(self, task: asyncio.Task[Any], abandoned: bool) -> None:
         error = _error_of(task, abandoned)
         message = "halted by request"
-        data: dict[str, Any] = {**self._result()}
+        data: dict[str, Any] = {}
         if abandoned:
             message += f"; its cleanup did not end within halt_timeout_s ({self.limits.halt_timeout_s} s) and was abandoned"
             self._report_error("cleanup abandoned", TimeoutError(message))
@@ -531,7 +531,7 @@ class Run:
             self._report_error("cleanup raised", error)
         self.error = message
         self._move(ProcessEvent.ENDED)
-        raise Halted(message, data)
+        raise Halted(message, {**self._result(), **data})
 
     async def _recover(self, entry: ProgramStep, error: BaseException) -> str:
         """FAULTED: wait for retry, skip or halt. Returns "retry" or "skip";
@@ -544,14 +544,16 @@ class Run:
         else:
             self.error = f"step {entry.name!r} failed: {type(error).__name__}: {error}"
         self._report_error(self.error, error)
-        self._recovery = self._loop.create_future()
+        self._recovery = recovery = self._loop.create_future()
         self._move(ProcessEvent.RAISED, error=self.error)
         try:
-            decision, data, point = await asyncio.wait_for(asyncio.shield(self._recovery), self.limits.recovery_timeout_s)
+            await asyncio.wait_for(asyncio.shield(recovery), self.limits.recovery_timeout_s)
         except TimeoutError:
-            decision = "expired"
+            pass
         finally:
             self._recovery = None
+        # A decision that came with the expiry still wins: it was answered "accepted".
+        decision, data, point = recovery.result() if recovery.done() else ("expired", None, None)
         if decision == "retry":
             has_data, new_data = data
             has_point, new_point = point
@@ -566,15 +568,15 @@ class Run:
         if decision == "skip":
             self.pending = None
             return "skip"
-        details = {**self._result(), "traceback": "".join(traceback.format_exception(error))}
+        trace = "".join(traceback.format_exception(error))
         if decision == "halt":
             self.error = f"halted after a failure: {self.error}"
             self._move(ProcessEvent.ENDED)
-            raise Halted(self.error, details)
+            raise Halted(self.error, {**self._result(), "traceback": trace})
         self.error += f"; no retry, skip or halt within recovery_timeout_s ({self.limits.recovery_timeout_s} s)"
         self._move(ProcessEvent.RECOVERY_EXPIRED)
         kind: type[JobError] = TaskFailed if isinstance(error, ProcessFailureError) else TaskCrashed
-        raise kind(self.error, details)
+        raise kind(self.error, {**self._result(), "traceback": trace})
 
     async def _cancelled_by_host(self) -> None:
         if self.state.final:
