@@ -171,10 +171,7 @@ def resolve(ref: str, registry: StepRegistry, base_dir: Path) -> StepDef:
     if ":" not in ref:
         if ref in registry.steps:
             return registry.steps[ref]
-        raise LookupError(
-            f"no step named {ref!r} (registered: {', '.join(registry.names()) or 'none'}); "
-            "name a registered step, 'package.module:function' or 'file.py:function'"
-        )
+        raise LookupError(f"no step named {ref!r} (registered: {', '.join(registry.names()) or 'none'})")
     module, _, attr = ref.partition(":")
     if module.endswith(".py"):
         obj: Any = _load_file(base_dir / module)

@@ -110,7 +110,8 @@ class StepsTask:
             except Exception as e:
                 raise InvalidField(
                     key, f"cannot use step {ref!r}: {type(e).__name__}: {e}",
-                    f"registered steps: {', '.join(registry.names()) or 'none'}; or 'package.module:function', 'file.py:function'",
+                    "give a registered step, 'package.module:function', or 'file.py:function' "
+                    "(relative to the config file's folder)",
                 ) from e
             name = _entry_name(config, i, ref)
             if name in seen:
