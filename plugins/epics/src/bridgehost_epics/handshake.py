@@ -109,11 +109,13 @@ class CountedPuts:
             return
         self._last = count
         try:
-            trigger = int(await asyncio.wait_for(self.ctxt.get(self.trigger_pv), 5.0))
+            trigger = await asyncio.wait_for(self.ctxt.get(self.trigger_pv), 5.0)
         except Exception as e:  # the count answered, so this is rare: say so, do not guess
             log.error("cannot read %s after connecting: %s: %s", self.trigger_pv, type(e).__name__, e)
             return
-        if trigger == 1:
+        # A put after the count we hold will come as a count update: only a
+        # Trigger set before it (its record processed first) is pending here.
+        if int(trigger) == 1 and trigger.timestamp <= value.timestamp:
             self.on_events(1, True)
 
 

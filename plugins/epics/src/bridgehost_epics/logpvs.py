@@ -73,8 +73,9 @@ class LogPVs(logging.Handler):
         root.addHandler(self)
         self._attach_silencer()
         self._tasks.append(self._loop.create_task(self._publish(), name="bridgehost-epics-log-pvs"))
-        self._subscriptions.append(self.ctxt.monitor(self.pvs.log_level, self._on_level))
-        self._subscriptions.append(self.ctxt.monitor(self.pvs.silenced_loggers, self._on_silenced))
+        # notify_disconnect: a lost IOC is the trigger's to report, not each monitor's
+        for pv, handler in ((self.pvs.log_level, self._on_level), (self.pvs.silenced_loggers, self._on_silenced)):
+            self._subscriptions.append(self.ctxt.monitor(pv, handler, notify_disconnect=True))
 
     def stop(self) -> None:
         logging.getLogger().removeHandler(self)
@@ -130,14 +131,23 @@ class LogPVs(logging.Handler):
         return np.frombuffer(data, dtype=np.int8)
 
     async def _on_level(self, value: Any) -> None:
+        if isinstance(value, Exception):
+            return
         index = int(value)
         if 0 <= index < len(LOG_LEVELS):
             level = LOG_LEVELS[index]
             if logging.getLogger().level != logging.getLevelName(level):
                 logging.getLogger().setLevel(level)
-                logging.getLogger(__name__).warning("log level set to %s by %s", level, self.pvs.log_level)
+                # p4p's DEBUG lines describe every PV write, the log PVs' own
+                # included: each line would publish lines about itself.
+                logging.getLogger("p4p").setLevel(max(logging.INFO, logging.getLevelName(level)))
+                # at a level the new setting lets through, so the change itself is on record
+                logging.getLogger(__name__).log(max(logging.WARNING, logging.getLevelName(level)),
+                                                "log level set to %s by %s", level, self.pvs.log_level)
 
     async def _on_silenced(self, value: Any) -> None:
+        if isinstance(value, Exception):
+            return
         names = tuple(sorted({str(n).strip() for n in value if str(n).strip()}))
         if names != self._silencer.names:
             self._attach_silencer()
