@@ -11,20 +11,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # epics_support, for the tests too
 
-from epics_support import HostProcess, Ioc  # noqa: E402
+from epics_support import HostProcess  # noqa: E402
 
 from bridgehost_epics.names import db_path  # noqa: E402
+from bridgehost_epics.softioc import SoftIoc  # noqa: E402
 
 
 @pytest.fixture
 def ioc(tmp_path):
     """``ioc(*extra_dbs)``: a running IOC with ``bridgehost.db`` and
     ``extra_dbs`` under a unique prefix."""
-    started: list[Ioc] = []
+    started: list[SoftIoc] = []
 
-    def make(*extra: Path) -> Ioc:
+    def make(*extra: Path) -> SoftIoc:
         prefix = f"BH{uuid.uuid4().hex[:8].upper()}:"
-        i = Ioc(prefix, tmp_path / f"ioc-{len(started)}.log", [db_path(), *extra])
+        i = SoftIoc(prefix, [db_path(), *extra], tmp_path / f"ioc-{len(started)}.log")
         started.append(i)
         i.start()
         return i

@@ -1,12 +1,11 @@
-"""Helpers of the EPICS tests: a real soft IOC (``python -m pvxslibs.ioc``)
-with bridgehost's records, and ``bridgehost run`` in its own process, both on loopback with their own
-ports so parallel runs never collide. Processes are stopped by PID."""
+"""Helpers of the EPICS tests: monitors that record what a client sees, and
+``bridgehost run`` in its own process (stopped by PID). The soft IOC is
+``bridgehost_epics.softioc.SoftIoc``: loopback, ports of its own."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,76 +17,6 @@ from p4p.client.thread import Context
 HERE = Path(__file__).parent
 WAIT_S = 30.0
 """Upper bound for anything a test waits for; reached only when it fails."""
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Ioc:
-    """``python -m pvxslibs.ioc`` serving ``dbs`` with ``P=prefix`` on
-    127.0.0.1:``port`` (TCP) and ``udp_port`` (searches). Only PV Access:
-    the Channel Access server is not started."""
-
-    def __init__(self, prefix: str, log: Path, dbs: list[Path]):
-        self.prefix = prefix
-        self.log = log
-        self.dbs = dbs
-        self.port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def client_env(self) -> dict[str, str]:
-        """Environment for a PVA client that finds this IOC and nothing else."""
-        return {
-            "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-            "EPICS_PVA_BROADCAST_PORT": str(self.udp_port),
-            "EPICS_PVA_SERVER_PORT": str(self.port),
-        }
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            EPICS_PVAS_SERVER_PORT=str(self.port),
-            EPICS_PVAS_BROADCAST_PORT=str(self.udp_port),
-            EPICS_PVAS_INTF_ADDR_LIST="127.0.0.1",
-            EPICS_PVAS_AUTO_BEACON_ADDR_LIST="NO",
-            EPICS_PVAS_BEACON_ADDR_LIST="127.0.0.1",
-            EPICS_IOC_IGNORE_SERVERS="rsrv",  # no Channel Access server, no CA ports
-        )
-        args = [sys.executable, "-m", "pvxslibs.ioc", "-m", f"P={self.prefix}"]
-        for db in self.dbs:
-            args += ["-d", str(db)]
-        with open(self.log, "ab") as out:
-            # stdin held open: the IOC's shell exits at end of input.
-            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.wait_answers()
-
-    def wait_answers(self) -> None:
-        with self.client() as ctxt:
-            deadline = time.monotonic() + WAIT_S
-            while True:
-                try:
-                    ctxt.get(self.prefix + "Busy", timeout=1.0)
-                    return
-                except TimeoutError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"IOC did not answer; its log:\n{self.log.read_text()}") from None
-
-    def client(self) -> Context:
-        conf = dict(self.client_env)
-        return Context("pva", conf=conf, useenv=False)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(WAIT_S)
-
-
 
 
 class Watch:
