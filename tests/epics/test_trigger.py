@@ -138,3 +138,20 @@ def test_a_trigger_set_before_start_up(ioc, start_host, policy, runs_expected):
     time.sleep(0.3)  # would a wrong run show up?
     assert host.output().count("SUCCESS in") == runs_expected
     assert f'already 1 when bridgehost connected' in host.output()
+
+
+def test_without_trigger_count_each_put_after_the_reset_runs(ioc, start_host):
+    """epics-bridge's db has no TriggerCount: with trigger_count = false the
+    monitor of Trigger itself serves each put made after the previous reset."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "trivial", trigger="trigger_count = false"), i.client_env, wait_for="monitoring ")
+    with i.client() as c:
+        watch = Watch(c, [P + "Trigger"])
+        for n in (1, 2, 3):
+            start = len(watch.events)
+            c.put(P + "Trigger", 1)
+            watch.wait(lambda ev: [int(v) for _, v, _ in ev[start:]][-1:] == [0] and len(ev) > start + 1)
+            wait_runs(host, n)
+    assert host.output().count("SUCCESS in") == 3
+    assert "trigger_count = false" in host.output()
