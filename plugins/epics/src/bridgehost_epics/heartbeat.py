@@ -16,6 +16,7 @@ epics-bridge's isolated heartbeat monitor and "suicide pact" (seed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -76,8 +77,8 @@ class Heartbeat:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(self.config.put_timeout_s + self.config.period_s + 1)
+        if self._thread.is_alive():  # a put in flight ends within put_timeout_s
+            await asyncio.to_thread(self._thread.join, self.config.put_timeout_s + self.config.period_s + 1)
 
     def _run(self) -> None:
         if self._transport is not None:  # an embedded server starts after the watchdogs
