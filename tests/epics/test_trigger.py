@@ -50,11 +50,11 @@ def test_completion_order_and_fresh_status_when_busy_drops(ioc, start_host):
     assert runs(host) == 10
 
 
-@pytest.mark.parametrize("puts", [8])
-def test_queue_mode_runs_every_put_made_during_a_long_task(ioc, start_host, puts):
+def test_queue_mode_runs_every_put_made_during_a_long_task(ioc, start_host):
+    puts = 6
     i = ioc()
     P = i.prefix
-    host = start_host(deployment(P, "slow", trigger='params = {sleep_s = 0.4}'), i.client_env)
+    host = start_host(deployment(P, "slow", trigger='params = {sleep_s = 0.6}'), i.client_env)
     with i.client() as c:
         watch = Watch(c, [P + "Busy"])
         for _ in range(puts):  # all while the first run sleeps: Trigger stays 1
