@@ -1,0 +1,177 @@
+"""Building blocks of a PV handshake, reusable by any EPICS binding:
+
+- ``CountedPuts`` turns the puts of 1 to a ``bo`` record into events, none
+  lost: it monitors a counter record that the ``bo`` record's FLNK
+  processes (``TriggerCount`` in ``bridgehost.db``), so two puts between two
+  monitor updates still count as two. A ``bo`` posts a monitor only when its
+  value changes (EPICS record reference, bo "Monitor"), so a second put of 1
+  before the first was reset would otherwise be invisible.
+- ``PutQueue`` writes PVs one at a time, in the order asked, each with a
+  timeout: a handshake's order (TaskStatus before Busy=0) holds on the wire.
+
+Both run on the asyncio loop with p4p's asyncio client: nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from p4p.client.asyncio import Context, Disconnected, Finished
+
+log = logging.getLogger(__name__)
+
+OnEvents = Callable[[int, bool], None]
+"""``on_events(n, at_connect)``: ``n`` new puts of 1; ``at_connect`` is True
+for a Trigger found set when the monitor (re)connected to a fresh record."""
+
+
+class CountedPuts:
+    """Counts puts of 1 to ``trigger_pv`` through ``count_pv``.
+
+    ``count_pv`` may be ``None`` for a database without the counter
+    (epics-bridge's own): then the events are the monitor updates of
+    ``trigger_pv`` with value 1, and puts of 1 while the record is already 1
+    are not seen (they post no update).
+
+    On (re)connection: if the counter went on from where it was (a network
+    break, the same IOC), the puts made meanwhile are events; if it restarted
+    (a new IOC, or the first connection), a Trigger that is 1 is one event
+    with ``at_connect`` True, for the owner's start-up policy.
+    """
+
+    def __init__(self, ctxt: Context, trigger_pv: str, count_pv: str | None, on_events: OnEvents,
+                 *, on_connect: Callable[[], None] | None = None):
+        self.ctxt = ctxt
+        self.trigger_pv = trigger_pv
+        self.count_pv = count_pv
+        self.on_events = on_events
+        self.on_connect = on_connect
+        self.connected = False
+        self._last: float | None = None  # the counter (or Trigger stamp) at the last update
+        self._fresh = True
+        self._subscription: Any = None
+
+    def start(self) -> None:
+        pv = self.count_pv or self.trigger_pv
+        self._subscription = self.ctxt.monitor(pv, self._update, notify_disconnect=True)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            await self._subscription.wait_closed()
+            self._subscription = None
+
+    async def _update(self, value: Any) -> None:
+        if isinstance(value, Exception):
+            if isinstance(value, Disconnected):
+                if self.connected:
+                    log.warning("lost %s; events resume when it reconnects", self.count_pv or self.trigger_pv)
+                self.connected, self._fresh = False, True
+            elif not isinstance(value, Finished):
+                log.error("monitor of %s: %s", self.count_pv or self.trigger_pv, value)
+            return
+        if self._fresh:
+            self._fresh = False
+            self.connected = True
+            log.info("monitoring %s", self.count_pv or self.trigger_pv)
+            if self.on_connect is not None:
+                self.on_connect()
+            await self._connected(value)
+            return
+        if self.count_pv is None:
+            if int(value) == 1:
+                self.on_events(1, False)
+            self._last = value.timestamp
+            return
+        count = float(value)
+        new = int(count - (self._last or 0.0))
+        self._last = count
+        if new > 0:
+            self.on_events(new, False)
+
+    async def _connected(self, value: Any) -> None:
+        if self.count_pv is None:
+            # A stamp we have seen is the update we had before the break.
+            if int(value) == 1 and value.timestamp != self._last:
+                self.on_events(1, True)
+            self._last = value.timestamp
+            return
+        count = float(value)
+        if self._last is not None and count >= self._last:
+            missed = int(count - self._last)
+            self._last = count
+            if missed:
+                log.warning("%d put(s) to %s while disconnected: serving them", missed, self.trigger_pv)
+                self.on_events(missed, False)
+            return
+        self._last = count
+        try:
+            trigger = await asyncio.wait_for(self.ctxt.get(self.trigger_pv), 5.0)
+        except Exception as e:  # the count answered, so this is rare: say so, do not guess
+            log.error("cannot read %s after connecting: %s: %s", self.trigger_pv, type(e).__name__, e)
+            return
+        # A put after the count we hold will come as a count update: only a
+        # Trigger set before it (its record processed first) is pending here.
+        if int(trigger) == 1 and trigger.timestamp <= value.timestamp:
+            self.on_events(1, True)
+
+
+class PutQueue:
+    """Writes PVs in order, one at a time, each within ``timeout_s``.
+
+    ``put(pv, value)`` returns at once; the write happens after every write
+    asked before it has finished (or failed). A failed write is logged with
+    the PV and the reason and does not stop the ones after it. ``optional``
+    PVs (absent from some databases) warn once, then only at DEBUG until they
+    succeed again.
+    """
+
+    def __init__(self, ctxt: Context, timeout_s: float):
+        self.ctxt = ctxt
+        self.timeout_s = timeout_s
+        self.failures = 0
+        self._queue: asyncio.Queue[tuple[str, Any, bool, asyncio.Future[bool]]] = asyncio.Queue()
+        self._quiet: set[str] = set()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="bridgehost-epics-puts")
+
+    def put(self, pv: str, value: Any, *, optional: bool = False) -> Awaitable[bool]:
+        """Queue a write; the returned future is True once it succeeded."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((pv, value, optional, done))
+        return done
+
+    async def drain(self) -> None:
+        """Wait until every write asked so far is done."""
+        await self.put("", None)
+
+    async def close(self) -> None:
+        await self.drain()
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            pv, value, optional, done = await self._queue.get()
+            ok = True
+            if pv:
+                ok = await self._write(pv, value, optional)
+            if not done.done():
+                done.set_result(ok)
+
+    async def _write(self, pv: str, value: Any, optional: bool) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.ctxt.put(pv, value, get=False)
+        except Exception as e:
+            self.failures += 1
+            reason = f"no answer within {self.timeout_s} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+            level = logging.DEBUG if pv in self._quiet else logging.WARNING
+            log.log(level, "put %s = %r failed: %s%s", pv, value, reason,
+                    " (optional PV: further failures logged at DEBUG)" if optional and pv not in self._quiet else "")
+            if optional:
+                self._quiet.add(pv)
+            return False
+        self._quiet.discard(pv)
+        return True

@@ -1,0 +1,44 @@
+"""The bridgehost plugin: the ``pva`` transport, the ``epics`` trigger, the
+``epics-heartbeat`` watchdog and the ``epics`` demo."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bridgehost import hookimpl
+
+from bridgehost_epics.heartbeat import Heartbeat, HeartbeatConfig
+from bridgehost_epics.transport import PvaTransport, PvaTransportConfig
+from bridgehost_epics.trigger import EpicsTrigger, EpicsTriggerConfig
+
+if TYPE_CHECKING:
+    from bridgehost.registry import Registry
+
+
+@hookimpl
+def register_transports(registry: Registry) -> None:
+    registry.add("pva", PvaTransport, config=PvaTransportConfig,
+                 summary="PV Access client settings; serve = true serves the standard records itself")
+
+
+@hookimpl
+def register_triggers(registry: Registry) -> None:
+    registry.add("epics", EpicsTrigger, config=EpicsTriggerConfig,
+                 summary="each put of 1 to <prefix>Trigger runs a task; TaskStatus, TaskDuration, Busy")
+
+
+@hookimpl
+def register_watchdogs(registry: Registry) -> None:
+    registry.add("epics-heartbeat", Heartbeat, config=HeartbeatConfig,
+                 summary="toggles <prefix>Heartbeat while the loop advances; exits 1 when stuck")
+
+
+@hookimpl
+def register_demos(registry: Registry) -> None:
+    registry.add("epics", _epics_demo, summary="the traction analysis run by a Trigger put on the embedded PVA server")
+
+
+def _epics_demo() -> int:
+    from bridgehost_epics.demo import main  # only when asked
+
+    return main()

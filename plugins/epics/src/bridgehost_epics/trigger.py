@@ -1,0 +1,172 @@
+"""The ``epics`` trigger: each put of 1 to ``<prefix>Trigger`` runs a task.
+
+Handshake (seed ``epics-bridge-2.1.0.txt``: trigger -> run task ->
+acknowledge; order fixed so a client waiting for Busy=0 reads the new
+status)::
+
+    client              bridgehost                          task
+    Trigger=1  ------>  (monitor of TriggerCount)
+                        Busy=1  ------------------------->  run
+                        <-------------------------------  outcome
+                        TaskStatus, TaskDuration
+                        Busy=0, Trigger=0   (when nothing else is pending)
+
+Every put of 1 is one event (``handshake.CountedPuts``). One that arrives
+while the task runs is queued in the task's lane (``on_busy = "queue"``,
+bounded by the task's ``queue_size``) or refused (``on_busy = "refuse"``);
+a refusal, or a full queue, is logged at WARNING and counted in
+``<prefix>Refused``. Busy stays 1 and Trigger stays set while any accepted
+run of this trigger is pending, so Busy=0 means every accepted put has its
+TaskStatus. Reference: ``docs/epics.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+from bridgehost.config import TriggerConfig
+from bridgehost.errors import InvalidField
+from bridgehost.jobs import Outcome, Request, Status
+
+from bridgehost_epics import transport as pva
+from bridgehost_epics.handshake import CountedPuts, PutQueue
+from bridgehost_epics.logpvs import LogPVs
+from bridgehost_epics.names import PVInterface, StandardPVs
+
+if TYPE_CHECKING:
+    from bridgehost.host import Host
+
+log = logging.getLogger(__name__)
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class EpicsTriggerConfig(TriggerConfig, kw_only=True):
+    """``[[triggers]] kind = "epics"``."""
+
+    prefix: Annotated[str, msgspec.Meta(min_length=1)]
+    """Prefix of the standard records (``P`` of ``bridgehost.db``), e.g. ``"RIG:01:"``."""
+    task: str
+    """The configured task a put of 1 runs (any kind)."""
+    params: dict[str, Any] = {}
+    """The request params of every run (for an analysis: the run to analyse)."""
+    prefixes: dict[str, str] = {}
+    """Prefix keys for the ``pvs`` templates (``main = "IOC:MOTOR:01:"``);
+    ``prefix`` is always available as ``{prefix}``."""
+    pvs: dict[str, str] = {}
+    """The task's PV interface: name -> template (``position_rbv = "{main}Pos:RBV"``),
+    passed resolved as ``params["pvs"]``."""
+    on_busy: Literal["queue", "refuse"] = "queue"
+    on_startup: Literal["run", "clear"] = "run"
+    """A Trigger already 1 when bridgehost connects: run it, or reset it and log."""
+    trigger_count: bool = True
+    """Count puts through ``<prefix>TriggerCount``; false for a database
+    without it (puts of 1 while Trigger is 1 are then not seen)."""
+    put_timeout_s: Positive = 5.0
+    log_pvs: bool = True
+    """Publish log lines to ``<prefix>{Debug,Info,Warning,Error}Log`` and obey
+    ``LogLevel`` and ``SilencedLoggers``."""
+    log_lines: Annotated[int, msgspec.Meta(ge=1)] = 50
+    log_rate_hz: Positive = 5.0
+    transport: str = ""
+
+
+class EpicsTrigger:
+    """Serves ``config.task`` from the Trigger PV under ``config.prefix``."""
+
+    def __init__(self, config: EpicsTriggerConfig, host: Host):
+        if config.task not in host.lanes:
+            raise InvalidField("task", f"no task named {config.task!r} (tasks: {', '.join(host.task_names()) or 'none'})",
+                               "name a [[tasks]] table's name")
+        pva.resolve_name(host, config)
+        interface = PVInterface(config.pvs, {"prefix": config.prefix, **config.prefixes})
+        self.config = config
+        self.host = host
+        self.pvs = StandardPVs(config.prefix)
+        self.params = {**config.params, **({"pvs": dict(interface)} if config.pvs else {})}
+        self.pending = 0
+        self.refused = 0
+        self.runs = 0
+        self._refs = itertools.count(1)
+        self._events: CountedPuts | None = None
+        self._writer: PutQueue | None = None
+        self._log_pvs: LogPVs | None = None
+
+    async def start(self) -> None:
+        ctxt = pva.async_context(pva.find(self.host, self.config))
+        self._ctxt = ctxt
+        self._writer = PutQueue(ctxt, self.config.put_timeout_s)
+        count_pv = self.pvs.trigger_count if self.config.trigger_count else None
+        if count_pv is None:
+            log.warning("%s: trigger_count = false: puts of 1 while Trigger is still 1 are not seen", self.pvs.trigger)
+        self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect)
+        self._events.start()
+        if self.config.log_pvs:
+            self._log_pvs = LogPVs(ctxt, self._writer, self.pvs, self.config.log_lines, self.config.log_rate_hz)
+            self._log_pvs.start()
+
+    async def stop(self) -> None:
+        # Stop taking events; runs still finishing keep the writer to report.
+        if self._events is not None:
+            await self._events.stop()
+        if self._log_pvs is not None:
+            self._log_pvs.stop()
+
+    def _on_connect(self) -> None:
+        assert self._writer is not None
+        if self.pending:  # a restarted IOC forgot we are busy
+            self._writer.put(self.pvs.busy, 1)
+
+    def _on_events(self, n: int, at_connect: bool) -> None:
+        assert self._writer is not None
+        if at_connect and self.config.on_startup == "clear":
+            log.warning("%s was already 1 when bridgehost connected: cleared without running (on_startup = \"clear\")",
+                        self.pvs.trigger)
+            if not self.pending:
+                self._writer.put(self.pvs.trigger, 0)
+            return
+        if at_connect:
+            log.info("%s was already 1 when bridgehost connected: running it (on_startup = \"run\")", self.pvs.trigger)
+        for _ in range(n):
+            self._accept()
+
+    def _accept(self) -> None:
+        assert self._writer is not None
+        ref = str(next(self._refs))
+        if self.config.on_busy == "refuse" and self.pending:
+            self._refuse(ref, f"task {self.config.task!r} is running and on_busy = \"refuse\"")
+            return
+        self.pending += 1
+        if self.pending == 1:
+            self._writer.put(self.pvs.busy, 1)
+        request = Request(task=self.config.task, params=self.params, source=f"epics:{self.config.prefix}", ref=ref)
+        self.host.submit(request).add_done_callback(lambda f: self._finished(ref, f.result()))
+
+    def _refuse(self, ref: str, reason: str) -> None:
+        assert self._writer is not None
+        self.refused += 1
+        log.warning("%s put #%s refused: %s (%d refused so far, in %s)", self.pvs.trigger, ref, reason,
+                    self.refused, self.pvs.refused)
+        self._writer.put(self.pvs.refused, self.refused, optional=True)
+
+    def _finished(self, ref: str, outcome: Outcome) -> None:
+        assert self._writer is not None
+        self.pending -= 1
+        if outcome.status is Status.BUSY:
+            self._refuse(ref, outcome.error)
+        else:
+            self.runs += 1
+            self._writer.put(self.pvs.task_status_raw, int(outcome.status))
+            self._writer.put(self.pvs.task_duration, outcome.duration_s)
+        if not self.pending:
+            self._writer.put(self.pvs.busy, 0)
+            self._writer.put(self.pvs.trigger, 0)
+
+    async def drain(self) -> None:
+        """Wait until every PV write asked so far is done (tests, benchmarks)."""
+        if self._writer is not None:
+            await self._writer.drain()

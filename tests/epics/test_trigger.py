@@ -1,0 +1,157 @@
+"""The epics trigger against a real soft IOC: the handshake, every put
+served, policies, statuses."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from epics_support import WAIT_S, Watch, deployment
+
+SUCCESS, TASK_FAIL, IO_FAILURE, CRASH = 0, 1, 2, 3
+
+
+def runs(host) -> int:
+    return host.output().count("bridgehost.job: ")
+
+
+def wait_runs(host, n: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while runs(host) < n:
+        assert time.monotonic() < deadline, host.output()
+        time.sleep(0.05)
+
+
+def test_completion_order_and_fresh_status_when_busy_drops(ioc, start_host):
+    """TaskStatus and TaskDuration are written before Busy=0, and Trigger
+    is reset last: a client that waits for Busy=0 reads the new status
+    (epics-bridge read a stale one in 46-49 of 50 cycles)."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "alternate"), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "TaskStatus", P + "TaskDuration", P + "Busy", P + "Trigger"])
+        watch.wait(lambda ev: len(ev) >= 4)  # the initial values
+        stale = 0
+        for cycle in range(1, 11):
+            start = len(watch.events)
+            c.put(P + "Trigger", 1)
+            ev = watch.wait(lambda ev: any(p == P + "Trigger" and int(v) == 0 for p, v, _ in ev[start + 1:]))
+            # a client polling like epics-bridge's: wait for Busy=0, then read
+            expected = SUCCESS if cycle % 2 else TASK_FAIL
+            stale += int(c.get(P + "TaskStatus")) != expected
+            order = [p[len(P):] for p, v, _ in ev[start:]]
+            assert order[0] == "Trigger" and order[1] == "Busy", order  # Trigger=1, then Busy=1
+            assert order[-3:] == ["TaskDuration", "Busy", "Trigger"], order
+            if cycle > 1:  # the status changes every cycle, so its update is there, before Duration
+                assert order[-4] == "TaskStatus", order
+        assert stale == 0
+    assert runs(host) == 10
+
+
+def test_queue_mode_runs_every_put_made_during_a_long_task(ioc, start_host):
+    puts = 6
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "slow", trigger='params = {sleep_s = 0.6}'), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "Busy"])
+        for _ in range(puts):  # all while the first run sleeps: Trigger stays 1
+            c.put(P + "Trigger", 1)
+        wait_runs(host, puts)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [0])
+        # Busy went 1 once and back to 0 once: it stays 1 while puts are pending
+        assert [int(v) for v in watch.values(P + "Busy")] == [0, 1, 0]
+        assert c.get(P + "Refused") == 0
+    assert host.output().count("SUCCESS in") == puts
+
+
+def test_refuse_mode_counts_each_refusal(ioc, start_host):
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "slow", trigger='on_busy = "refuse"\nparams = {sleep_s = 1.0}'), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "Refused", P + "Busy"])
+        for _ in range(4):
+            c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: any(p.endswith("Refused") and int(v) == 3 for p, v, _ in ev))
+        watch.wait(lambda ev: [int(v) for p, v, _ in ev if p.endswith("Busy")][-1:] == [0])
+    out = host.output()
+    assert out.count("SUCCESS in") == 1
+    assert out.count("refused:") == 3
+    assert "3 refused so far" in out
+
+
+def test_full_queue_is_a_counted_refusal(ioc, start_host):
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "slow", queue_size=1, trigger="params = {sleep_s = 1.0}"), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "Refused"])
+        for _ in range(4):  # one runs, one waits, two find the queue full
+            c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: any(int(v) == 2 for _, v, _ in ev))
+        wait_runs(host, 4)
+    out = host.output()
+    assert out.count("SUCCESS in") == 2
+    assert out.count("queue of 1 is full") >= 2
+
+
+def test_a_crash_is_code_crash_and_the_next_trigger_runs(ioc, start_host):
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "crash_once"), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "TaskStatus", P + "Trigger"])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: any(p.endswith("TaskStatus") and int(v) == CRASH for p, v, _ in ev))
+        watch.wait(lambda ev: [int(v) for p, v, _ in ev if p.endswith("Trigger")][-1:] == [0])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: [int(v) for p, v, _ in ev if p.endswith("TaskStatus")][-1:] == [SUCCESS])
+    assert host.proc.poll() is None
+    assert "ZeroDivisionError: first call crashes" in host.output()
+
+
+def test_a_missing_pv_is_io_failure(ioc, start_host):
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "read_missing", trigger=f'params = {{pv = "{P}NoSuchPV"}}'), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "TaskStatus"])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: any(int(v) == IO_FAILURE for _, v, _ in ev))
+    assert f"get {P}NoSuchPV: no answer within 0.5 s" in host.output()
+
+
+@pytest.mark.parametrize("policy, runs_expected", [("run", 1), ("clear", 0)])
+def test_a_trigger_set_before_start_up(ioc, start_host, policy, runs_expected):
+    i = ioc()
+    P = i.prefix
+    with i.client() as c:
+        c.put(P + "Trigger", 1)
+        watch = Watch(c, [P + "Trigger"])
+        host = start_host(deployment(P, "trivial", trigger=f'on_startup = "{policy}"'), i.client_env)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [0])
+    if runs_expected:
+        wait_runs(host, 1)
+    time.sleep(0.3)  # would a wrong run show up?
+    assert host.output().count("SUCCESS in") == runs_expected
+    assert f'already 1 when bridgehost connected' in host.output()
+
+
+def test_without_trigger_count_each_put_after_the_reset_runs(ioc, start_host):
+    """epics-bridge's db has no TriggerCount: with trigger_count = false the
+    monitor of Trigger itself serves each put made after the previous reset."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "trivial", trigger="trigger_count = false"), i.client_env, wait_for="monitoring ")
+    with i.client() as c:
+        watch = Watch(c, [P + "Trigger"])
+        for n in (1, 2, 3):
+            start = len(watch.events)
+            c.put(P + "Trigger", 1)
+            watch.wait(lambda ev: [int(v) for _, v, _ in ev[start:]][-1:] == [0] and len(ev) > start + 1)
+            wait_runs(host, n)
+    assert host.output().count("SUCCESS in") == 3
+    assert "trigger_count = false" in host.output()
