@@ -64,3 +64,17 @@ def two_args(a, b):
 
 
 not_callable = 42
+
+
+async def log_async(params):
+    import logging
+
+    logging.getLogger("acme.analysis").info("async step %s", params.get("n"))
+    return {}
+
+
+def log_sync(params):
+    import logging
+
+    logging.getLogger("acme.analysis").info("sync step %s", params.get("n"))  # in a worker thread
+    return {}
