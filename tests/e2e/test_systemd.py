@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import tomllib
 import uuid
 from pathlib import Path
@@ -23,24 +24,46 @@ from .conftest import free_port
 EXAMPLE = Path(__file__).parents[2] / "examples" / "systemd"
 
 
-def receive(sock) -> dict[str, str]:
-    data = sock.recv(4096)
-    return dict(line.split("=", 1) for line in data.decode().split("\n"))
+class Listener:
+    """Reads every datagram on a thread of its own, so the socket's small
+    queue never fills (a full queue would drop the host's messages)."""
 
+    def __init__(self, sock):
+        self.sock = sock
+        self.seen: list[dict[str, str]] = []
+        self.arrived = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
 
-def until(sock, key: str, seen: list) -> dict[str, str]:
-    while True:
-        message = receive(sock)  # the socket's timeout bounds a hang
-        seen.append(message)
-        if key in message:
-            return message
+    def _read(self):
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:  # closed
+                return
+            if not data:  # shut down
+                return
+            with self.arrived:
+                self.seen.append(dict(line.split("=", 1) for line in data.decode().split("\n")))
+                self.arrived.notify_all()
+
+    def until(self, key: str) -> dict[str, str]:
+        """The first message with ``key`` from the ones not yet returned; a
+        generous bound guards against a hang."""
+        with self.arrived:
+            found = self.arrived.wait_for(lambda: next((m for m in self.seen[self._next:] if key in m), None), 30)
+            assert found is not None, f"no {key} in {self.seen}"
+            self._next = self.seen.index(found) + 1
+            return found
+
+    _next = 0
 
 
 def test_the_example_notifies_ready_pings_and_stopping(traction_run, tmp_path):
     name = f"@bridgehost-e2e-{uuid.uuid4().hex}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name[1:])
-    sock.settimeout(30)
+    listener = Listener(sock)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     env = {
         **os.environ,
@@ -55,23 +78,23 @@ def test_the_example_notifies_ready_pings_and_stopping(traction_run, tmp_path):
         [sys.executable, "-m", "bridgehost.cli", "run", str(EXAMPLE / "rig.toml")],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )
-    seen: list[dict[str, str]] = []
     try:
-        ready = until(sock, "READY", seen)
+        ready = listener.until("READY")
         assert ready["MAINPID"] == str(proc.pid) and ready["STATUS"].startswith("serving 1 task(s)")
-        until(sock, "WATCHDOG", seen)
+        listener.until("WATCHDOG")
         with Client(endpoint) as client:
             response = client.call("python.run_analysis", traction_run.request(SCRIPT), timeout_s=30)
         assert response.success, response.error_message
         proc.send_signal(signal.SIGTERM)
-        assert until(sock, "STOPPING", seen) == {"STOPPING": "1", "STATUS": "stopping"}
+        assert listener.until("STOPPING") == {"STOPPING": "1", "STATUS": "stopping"}
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        sock.shutdown(socket.SHUT_RDWR)
         sock.close()
-    assert not any("READY" in m for m in seen[1:])  # ready once
+    assert sum("READY" in m for m in listener.seen) == 1
 
 
 def unit() -> configparser.ConfigParser:
