@@ -22,6 +22,7 @@ import logging
 import re
 import signal
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -136,7 +137,8 @@ def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
     return request
 
 
-def check_function(function: str | None, error: type[Exception]) -> None:
+def check_function(function: str | None, error: Callable[[str], Exception]) -> None:
+    """Raise ``error(message)`` unless ``function`` is None or a Python function name."""
     if function is not None and (not function.isidentifier() or keyword.iskeyword(function)):
         raise error(f"function {function!r} is not a Python function name")
 
