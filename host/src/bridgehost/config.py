@@ -166,9 +166,7 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_plugins_section(raw: dict[str, Any], source: str, environ: Mapping[str, str] | None = None) -> PluginsConfig:
     """The ``[plugins]`` table alone, needed before plugins load."""
-    overrides = env_overrides(environ or {}, source)
-    table, env = _apply_env(raw.get("plugins", {}), PluginsConfig, "plugins", None, overrides, source)
-    return _convert_env(table, PluginsConfig, source, "plugins", env)
+    return _section(raw.get("plugins", {}), PluginsConfig, source, "plugins", env_overrides(environ or {}, source), {})
 
 
 def load_config(path: str | os.PathLike[str], plugins: Plugins) -> Config:
@@ -203,11 +201,8 @@ def parse_config(
             )
     overrides = env_overrides(environ or {}, source)
     env: dict[str, str] = {}
-    table, table_env = _apply_env(raw.get("host", {}), HostConfig, "host", None, overrides, source)
-    host = _convert_env(table, HostConfig, source, "host", table_env)
-    env.update(table_env)
-    plugins_cfg = read_plugins_section(raw, source, environ)
-    env.update(_apply_env(raw.get("plugins", {}), PluginsConfig, "plugins", None, overrides, source)[1])
+    host = _section(raw.get("host", {}), HostConfig, source, "host", overrides, env)
+    plugins_cfg = _section(raw.get("plugins", {}), PluginsConfig, source, "plugins", overrides, env)
     sections: dict[str, list[Any]] = {}
     for kind in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG):
         items = raw.get(kind.section, [])
@@ -241,9 +236,7 @@ def parse_config(
                 )
             entry = plugins.registry(kind).get(name, source=source, key=f"{key}.kind")
             assert entry.config is not None
-            table, table_env = _apply_env(item, entry.config, kind.section, i, overrides, source)
-            converted.append(_convert_env(table, entry.config, source, key, table_env))
-            env.update(table_env)
+            converted.append(_section(item, entry.config, source, key, overrides, env))
         sections[kind.section] = converted
     config = Config(source=source, env=env, host=host, plugins=plugins_cfg, **sections)
     _check_unique(config)
@@ -296,6 +289,18 @@ def env_overrides(environ: Mapping[str, str], source: str = "<environment>") -> 
                 "or unset it",
             )
     return found
+
+
+def _section(
+    table: Any, type_: type[msgspec.Struct], source: str, key: str, overrides: list[EnvOverride], env: dict[str, str]
+) -> Any:
+    """The file's ``table`` at ``key`` (``"host"``, ``"tasks[0]"``) with its
+    overrides applied, validated as ``type_``; adds the keys the
+    environment set to ``env``. Raises ConfigError."""
+    section, _, index = key.partition("[")
+    table, applied = _apply_env(table, type_, section, int(index[:-1]) if index else None, overrides, source)
+    env.update(applied)
+    return _convert_env(table, type_, source, key, applied)
 
 
 def _apply_env(
