@@ -51,10 +51,10 @@ def test_force_check_edges():
         force_check({"raw_data": {"trace": {"t": [0.0], "force": [1.0, 2.0]}}, "custom_params": {"max_force_limit": 1}})
 
 
-def test_the_installed_plugin_registers_its_analysis_and_step():
+def test_the_installed_plugin_registers_its_analysis():
     info = load_plugins().infos["template"]
     assert info.error is None and info.distribution == "bridgehost-plugin-template"
-    assert info.kinds == {"analysis": ["template.force_check"], "step": ["template.ramp"]}
+    assert info.kinds == {"analysis": ["template.force_check"]}
 
 
 def test_a_host_runs_it_for_a_run_you_describe(bridgehost_run, bridgehost_host):

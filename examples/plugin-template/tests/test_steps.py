@@ -14,13 +14,22 @@ CONFIG = """
 [[tasks]]
 name = "rig.ramp"
 kind = "step"
-step = "template.ramp"
+target = "template.ramp"
 timeout_s = 30
 """
 
 
 def test_the_ramp_runs_to_its_target(bridgehost_host):
     host = bridgehost_host(CONFIG)
-    outcome = host.call("rig.ramp", {"target": 50.0, "steps": 5, "dwell_s": 0.0})
+    outcome = host.call("rig.ramp", {"data": {"target": 50.0, "steps": 5, "dwell_s": 0.0}})
     assert outcome.status is Status.SUCCESS, outcome.error
-    assert outcome.data == {"setpoint": 50.0, "steps": 5}
+    assert outcome.data["state"] == "completed"
+    assert outcome.data["result"] == {"setpoint": 50.0, "steps": 5}
+    assert outcome.data["location"] == {"index": 4, "setpoint": 50.0}
+
+
+def test_the_ramp_resumes_from_a_point(bridgehost_host):
+    host = bridgehost_host(CONFIG)
+    outcome = host.call("rig.ramp", {"data": {"target": 10.0, "steps": 10, "dwell_s": 0.0}, "point": {"index": 8}})
+    assert outcome.status is Status.SUCCESS, outcome.error
+    assert outcome.data["result"] == {"setpoint": 10.0, "steps": 10}

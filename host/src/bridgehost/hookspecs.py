@@ -7,8 +7,9 @@ entry point in the group ``bridgehost``::
     myplugin = "myplugin.plugin"
 
 Four ``register_*`` hooks contribute named implementations of the four kinds
-of component; ``register_analyses`` and ``register_steps`` publish named
-functions for the ``analysis`` and ``step`` tasks to run; the lifecycle hooks let a plugin react to every job whatever
+of component; ``register_analyses`` publishes named functions for the
+``analysis`` task to run (bridgehost-steps adds a ``register_steps`` hook of
+its own, ``bridgehost_steps.hookspecs``); the lifecycle hooks let a plugin react to every job whatever
 its source. Lifecycle hooks run on the host's event loop: they must return
 quickly and never block. An exception in one is logged and does not stop the
 job or the other plugins.
@@ -99,18 +100,6 @@ def register_analyses(registry: Registry) -> None:
     ``"analysis": "traction.max_force"``, a task config with
     ``analysis = "traction.max_force"``. Names are dotted, the first part
     the publishing plugin's (``traction.``), so plugins do not collide.
-    """
-
-
-@hookspec
-def register_steps(registry: Registry) -> None:
-    """Register named steps: ``async process(context)`` functions in the
-    style of the seed ``automancer-processes.txt`` (``context.checkpoint()``,
-    ``context.send_location(...)``), which the step runtime (bridgehost-steps,
-    task kinds ``step`` and ``sequence``) runs by name.
-
-    Call ``registry.add("acme.purge", "package.module:process", summary="...")``;
-    as for analyses, the target is a string, imported by the step runtime.
     """
 
 

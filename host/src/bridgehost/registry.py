@@ -21,7 +21,7 @@ from bridgehost.errors import UnknownKindError
 
 class Kind(enum.StrEnum):
     """The kinds of component the host knows, runnable demos, and the named
-    functions plugins publish for tasks to run (analyses, steps)."""
+    analysis functions plugins publish for the ``analysis`` task."""
 
     TRANSPORT = "transport"
     TRIGGER = "trigger"
@@ -29,7 +29,6 @@ class Kind(enum.StrEnum):
     WATCHDOG = "watchdog"
     DEMO = "demo"
     ANALYSIS = "analysis"
-    STEP = "step"
 
     @property
     def hook(self) -> str:
@@ -39,9 +38,9 @@ class Kind(enum.StrEnum):
     @property
     def by_target(self) -> bool:
         """Entries of this kind are ``"module:qualname"`` strings, imported
-        only where they run (an analysis in its child process), never by the
-        host at load time."""
-        return self in (Kind.ANALYSIS, Kind.STEP)
+        only where they run (an analysis in its child process, under its
+        limits), never by the host at load time."""
+        return self is Kind.ANALYSIS
 
     @property
     def section(self) -> str:
@@ -61,7 +60,7 @@ KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
 }
 
 TARGET_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
-"""What an analysis or step entry must be: ``"package.module:function"``
+"""What an analysis entry must be: ``"package.module:function"``
 (the function may be a dotted path inside the module, ``"mod:Class.method"``)."""
 _TARGET = re.compile(TARGET_PATTERN)
 
@@ -71,7 +70,7 @@ class Entry:
     """One registered implementation.
 
     ``factory(config, host)`` builds the component from its validated config
-    Struct (for demos: ``factory()`` runs the demo). For analyses and steps
+    Struct (for demos: ``factory()`` runs the demo). For analyses
     (``Kind.by_target``) ``factory`` is instead the ``"module:qualname"``
     string of the function. ``plugin`` is the name of the plugin that
     registered it.
@@ -115,7 +114,7 @@ class Registry:
     ) -> None:
         """Register ``factory`` under ``name``.
 
-        For analyses and steps, ``factory`` is a ``"package.module:function"``
+        For analyses, ``factory`` is a ``"package.module:function"``
         string (``TARGET_PATTERN``) and ``config`` is not given; it is not
         imported here. Raises ``ValueError`` for a malformed entry or if
         ``name`` is already registered by another plugin: two plugins must

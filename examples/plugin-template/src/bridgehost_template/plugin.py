@@ -1,8 +1,9 @@
 """The module the ``bridgehost`` entry point names: hook implementations only.
 
-Functions are registered by their import path (a string), so loading the
-plugin imports nothing heavy: the analysis is imported by the analysis
-child process that runs it, the step by the step runtime.
+Loading the plugin imports nothing heavy. The analysis is registered by its
+import path (a string): only the analysis child process that runs it
+imports it, under the task's limits. The step is imported inside its hook,
+which only bridgehost-steps calls (the hook is its own).
 """
 
 from bridgehost import hookimpl
@@ -19,8 +20,6 @@ def register_analyses(registry):
 
 @hookimpl
 def register_steps(registry):
-    registry.add(
-        "template.ramp",
-        "bridgehost_template.steps:ramp",
-        summary="ramp a setpoint in pausable steps, reporting each as a location",
-    )
+    from bridgehost_template.steps import ramp
+
+    registry.add("template.ramp", ramp, summary="ramp a setpoint in pausable steps, reporting each as a location")
