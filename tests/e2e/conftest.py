@@ -82,19 +82,24 @@ def traction_run(tmp_path):
 @pytest.fixture
 def start_host(tmp_path):
     """Start `bridgehost run` on a config (TOML text with ``{endpoint}`` and
-    ``{datastore}`` placeholders); wait until it answers host.ping."""
+    ``{datastore}`` placeholders); wait until it answers host.ping.
+    ``bridgehost`` is the command to run (default: this Python's), ``env``
+    its environment (default: this one's)."""
     started: list[RunningHost] = []
 
-    def start(config: str, datastore: Path | None = None) -> RunningHost:
+    def start(
+        config: str, datastore: Path | None = None, *, bridgehost: list | None = None, env: dict | None = None
+    ) -> RunningHost:
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         path = tmp_path / f"host{len(started)}.toml"
         path.write_text(config.format(endpoint=endpoint, datastore=datastore or tmp_path / "datastore"))
         log = tmp_path / f"host{len(started)}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bridgehost.cli", "run", str(path)],
+            [*(bridgehost or [sys.executable, "-m", "bridgehost.cli"]), "run", str(path)],
             stdin=subprocess.DEVNULL,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
+            env=env,
         )
         host = RunningHost(proc, endpoint, log)
         started.append(host)

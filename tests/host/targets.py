@@ -64,3 +64,30 @@ def two_args(a, b):
 
 
 not_callable = 42
+
+
+async def log_async(params):
+    import logging
+
+    logging.getLogger("acme.analysis").info("async step %s", params.get("n"))
+    return {}
+
+
+def log_sync(params):
+    import logging
+
+    logging.getLogger("acme.analysis").info("sync step %s", params.get("n"))  # in a worker thread
+    return {}
+
+
+async def block_loop(params):
+    """Blocks the event loop (a sync sleep in a coroutine), then, still
+    blocking it, sends ``TEST=unblocking`` to the unix datagram socket
+    ``params["socket"]``, so a test knows where the stall ended."""
+    import socket
+    import time
+
+    time.sleep(params["s"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b"TEST=unblocking", params["socket"])
+    return {}

@@ -287,7 +287,7 @@ def test_liveness_sees_a_blocked_loop(make_host):
 def test_job_log_lines_carry_task_job_id_and_ref(make_host, caplog):
     import logging
 
-    from bridgehost.logs import _JobFormatter
+    from bridgehost.logs import HumanFormatter
 
     async def main():
         host = make_host(task("boom", "boom"))
@@ -302,5 +302,5 @@ def test_job_log_lines_carry_task_job_id_and_ref(make_host, caplog):
         run(main())
     assert len(logging.Logger.manager.loggerDict) <= loggers_before + 1
     [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "j7"]
-    line = _JobFormatter("%(levelname)s %(message)s").format(record)
-    assert line.startswith("WARNING CRASH in ") and line.endswith("RuntimeError: kaput [task='boom' job=j7 ref=42]")
+    line = HumanFormatter().format(record)
+    assert " WARNING bridgehost.job: CRASH in " in line and line.endswith("RuntimeError: kaput [task='boom' job=j7 ref=42]")

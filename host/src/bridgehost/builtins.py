@@ -1,4 +1,5 @@
-"""The built-in plugin: the ``callable`` task kind.
+"""The built-in plugin: the ``callable`` task kind and the ``systemd``
+watchdog kind (``bridgehost.systemd``).
 
 A ``callable`` task runs a plain Python function named in the config::
 
@@ -29,6 +30,7 @@ from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField
 from bridgehost.hookspecs import hookimpl
 from bridgehost.plugins import import_object
+from bridgehost.systemd import SystemdWatchdog, SystemdWatchdogConfig
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -75,3 +77,29 @@ class CallableTask:
 @hookimpl
 def register_tasks(registry):
     registry.add("callable", CallableTask, config=CallableTaskConfig, summary="a Python function, sync or async")
+
+
+@hookimpl
+def register_watchdogs(registry):
+    registry.add(
+        "systemd",
+        SystemdWatchdog,
+        config=SystemdWatchdogConfig,
+        summary="sd_notify READY, STATUS and WATCHDOG pings while the event loop runs",
+    )
+
+
+@hookimpl
+def host_started(host: Host) -> None:
+    for watchdog in _systemd_watchdogs(host):
+        watchdog.ready()
+
+
+@hookimpl
+def host_stopping(host: Host) -> None:
+    for watchdog in _systemd_watchdogs(host):
+        watchdog.stopping()
+
+
+def _systemd_watchdogs(host: Host) -> list[SystemdWatchdog]:
+    return [c.impl for c in host.components if isinstance(c.impl, SystemdWatchdog)]

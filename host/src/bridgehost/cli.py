@@ -13,24 +13,54 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 from typing import get_args
+
 import msgspec
 
 import bridgehost
 from bridgehost import logs
-from bridgehost.config import LogLevel, load
+from bridgehost.config import Config, LogLevel, load
 from bridgehost.errors import BridgehostError, ConfigError
 from bridgehost.host import Host, StartError
+from bridgehost.logs import LogFormat
 from bridgehost.plugins import load_plugins
 from bridgehost.registry import Kind
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+_ORDER = (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG)  # as a config file lists them
 ENDPOINT_ENV = "BRIDGEHOST_ENDPOINT"
+
+
+def configure_logging(args: argparse.Namespace, config: Config) -> None:
+    """Logging as the command line, else the config's ``[host]`` keys, say.
+    Raises ConfigError if ``log_file`` cannot be opened."""
+    path = log_file_path(config)
+    try:
+        logs.configure(
+            args.log_level or config.host.log_level,
+            format=args.log_format or config.host.log_format,
+            file=path,
+            max_bytes=int(config.host.log_file_max_mb * (1 << 20)),
+            backups=config.host.log_file_backups,
+            host=config.host.name,
+        )
+    except OSError as e:
+        raise ConfigError(
+            config.source, "host.log_file", f"cannot open {path}: {e.strerror}", "create its folder or fix the path"
+        ) from e
+
+
+def log_file_path(config: Config) -> Path | None:
+    """``[host] log_file`` resolved against the config file's folder."""
+    if config.host.log_file is None:
+        return None
+    return config.base_dir / Path(config.host.log_file).expanduser()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config, plugins = load(args.config)
-    logs.configure(args.log_level or config.host.log_level)
+    configure_logging(args, config)
     host = Host(config, plugins)
     try:
         asyncio.run(host.serve())
@@ -41,13 +71,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Everything that can be checked without starting: the TOML, every key
+    and kind (``load``), every component's own fields (building it: targets
+    import, scripts and analyses exist, endpoints parse), the log file's
+    folder; then each component's optional ``check()`` warnings."""
     config, plugins = load(args.config)
-    Host(config, plugins)  # builds every component: imports targets, resolves transports
+    host = Host(config, plugins)  # builds every component: imports targets, resolves transports
+    path = log_file_path(config)
+    if path is not None and not os.access(path.parent, os.W_OK):
+        raise ConfigError(
+            config.source, "host.log_file", f"cannot write to the folder {path.parent}", "create it or fix the path"
+        )
     print(f"{args.config}: OK")
-    for kind in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG):
-        for i, item in enumerate(getattr(config, kind.section)):
-            name = getattr(item, "name", "")
-            print(f"  {kind.section}[{i}]: {item.kind}{f' {name!r}' if name else ''}")
+    for component in sorted(host.components, key=lambda c: (_ORDER.index(c.kind), c.index)):
+        name = getattr(component.config, "name", "")
+        print(f"  {component.kind.section}[{component.index}]: {component.config.kind}{f' {name!r}' if name else ''}")
+    for key, var in sorted(config.env.items()):
+        print(f"  {key} from the environment variable {var}")
+    for component in host.components:
+        check = getattr(component.impl, "check", None)
+        for warning in check() if check is not None else ():
+            print(f"  warning: {component.label}: {warning}")
     return 0
 
 
@@ -120,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", choices=get_args(LogLevel), help="default: the config's [host] log_level, else INFO"
     )
+    parser.add_argument(
+        "--log-format", choices=get_args(LogFormat), help="human lines or JSON lines (default: the config's [host] log_format)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a host from a TOML config until SIGTERM/SIGINT")
@@ -153,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "run":
-        logs.configure(args.log_level or "WARNING")
+        logs.configure(args.log_level or "WARNING", format=args.log_format or "human")
     try:
         return args.func(args)
     except ConfigError as e:

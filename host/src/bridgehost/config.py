@@ -17,6 +17,13 @@ Each ``[[transports]]``, ``[[triggers]]``, ``[[tasks]]`` and ``[[watchdogs]]``
 table is validated by the config Struct its kind registered. Every error is a
 ``ConfigError`` naming the file, the key path (``tasks[0].timeout_s``), what
 was expected and what was found. Reference: ``docs/config.md``.
+
+Environment variables override single keys of the file (``load`` reads
+them; ``parse_config`` takes them as ``environ``), for container
+deployments: ``BRIDGEHOST__HOST__NAME=rig-2`` sets ``[host] name``,
+``BRIDGEHOST__TASKS__0__TIMEOUT_S=30`` sets ``timeout_s`` of the first
+``[[tasks]]`` table. Precedence, highest first: command-line options,
+environment variables, the file, the defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -31,6 +39,7 @@ import msgspec
 import msgspec.inspect
 
 from bridgehost.errors import ConfigError
+from bridgehost.logs import LogFormat
 from bridgehost.registry import Kind
 
 if TYPE_CHECKING:
@@ -55,6 +64,14 @@ class HostConfig(Section):
     """On SIGTERM/SIGINT, seconds running jobs may take to finish before they
     are cancelled."""
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "human"
+    """``human`` lines, or ``json``: one JSON object per line (``bridgehost.logs``)."""
+    log_file: str | None = None
+    """Also log to this file (relative to the config file's folder), rotated by size."""
+    log_file_max_mb: PositiveFloat = 10.0
+    """Rotate ``log_file`` when it would pass this many MiB."""
+    log_file_backups: NonNegativeInt = 5
+    """Rotated files kept (``host.log.1`` ... ``host.log.5``)."""
 
 
 class PluginsConfig(Section):
@@ -108,9 +125,12 @@ class WatchdogConfig(ComponentConfig):
 
 
 class Config(msgspec.Struct, kw_only=True):
-    """A whole validated config. ``source`` is the file it came from."""
+    """A whole validated config. ``source`` is the file it came from;
+    ``env`` maps each key path an environment variable set
+    (``"tasks[0].timeout_s"``) to that variable's name."""
 
     source: str = "<config>"
+    env: dict[str, str] = {}
     host: HostConfig = msgspec.field(default_factory=HostConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     transports: list[TransportConfig] = []
@@ -125,7 +145,8 @@ class Config(msgspec.Struct, kw_only=True):
         return path.parent if path.suffix else Path.cwd()
 
 
-_TOP_LEVEL = {"host", "plugins"} | {k.section for k in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG)}
+_COMPONENT_SECTIONS = tuple(k.section for k in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG))
+_TOP_LEVEL = {"host", "plugins", *_COMPONENT_SECTIONS}
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
@@ -143,38 +164,45 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(source, "", f"not valid TOML: {e}") from e
 
 
-def read_plugins_section(raw: dict[str, Any], source: str) -> PluginsConfig:
+def read_plugins_section(raw: dict[str, Any], source: str, environ: Mapping[str, str] | None = None) -> PluginsConfig:
     """The ``[plugins]`` table alone, needed before plugins load."""
-    return _convert(raw.get("plugins", {}), PluginsConfig, source, "plugins", raw.get("plugins", {}))
+    return _section(raw.get("plugins", {}), PluginsConfig, source, "plugins", env_overrides(environ or {}, source), {})
 
 
 def load_config(path: str | os.PathLike[str], plugins: Plugins) -> Config:
     """Read and validate the config file at ``path`` against the kinds
-    registered by ``plugins``. Raises ConfigError."""
-    return parse_config(read_toml(path), plugins, source=str(path))
+    registered by ``plugins``, with the environment's overrides. Raises ConfigError."""
+    return parse_config(read_toml(path), plugins, source=str(path), environ=os.environ)
 
 
 def load(path: str | os.PathLike[str]) -> tuple[Config, Plugins]:
-    """Read the config file at ``path``, load the plugins its ``[plugins]``
-    table selects, and validate the rest against them. Raises ConfigError."""
+    """Read the config file at ``path``, apply the environment's overrides,
+    load the plugins its ``[plugins]`` table selects, and validate the rest
+    against them. Raises ConfigError."""
     from bridgehost.plugins import load_plugins
 
     raw = read_toml(path)
-    selection = read_plugins_section(raw, str(path))
+    selection = read_plugins_section(raw, str(path), os.environ)
     plugins = load_plugins(load=selection.load, disable=selection.disable)
-    return parse_config(raw, plugins, source=str(path)), plugins
+    return parse_config(raw, plugins, source=str(path), environ=os.environ), plugins
 
 
-def parse_config(raw: dict[str, Any], plugins: Plugins, *, source: str = "<config>") -> Config:
-    """Validate a decoded TOML document. Raises ConfigError (or its subclass
-    UnknownKindError, chained to a broken plugin's exception where relevant)."""
+def parse_config(
+    raw: dict[str, Any], plugins: Plugins, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a decoded TOML document, with the overrides of ``environ``
+    (variables ``BRIDGEHOST__...``; none unless given). Raises ConfigError
+    (or its subclass UnknownKindError, chained to a broken plugin's
+    exception where relevant)."""
     for key in raw:
         if key not in _TOP_LEVEL:
             raise ConfigError(
                 source, key, "unknown top-level table", f"the top level takes: {', '.join(sorted(_TOP_LEVEL))}"
             )
-    host = _convert(raw.get("host", {}), HostConfig, source, "host", raw.get("host"))
-    plugins_cfg = read_plugins_section(raw, source)
+    overrides = env_overrides(environ or {}, source)
+    env: dict[str, str] = {}
+    host = _section(raw.get("host", {}), HostConfig, source, "host", overrides, env)
+    plugins_cfg = _section(raw.get("plugins", {}), PluginsConfig, source, "plugins", overrides, env)
     sections: dict[str, list[Any]] = {}
     for kind in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG):
         items = raw.get(kind.section, [])
@@ -184,12 +212,21 @@ def parse_config(raw: dict[str, Any], plugins: Plugins, *, source: str = "<confi
                 kind.section,
                 f"expected an array of tables ([[{kind.section}]]), found {_describe(items)}",
             )
+        for o in overrides:
+            if o.table == kind.section and not (isinstance(o.index, int) and o.index < len(items)):
+                raise ConfigError(
+                    source,
+                    o.var,
+                    f"{kind.section}[{o.index}] is not in the file, which has {len(items)} [[{kind.section}]] table(s)",
+                    "an environment variable overrides a key of a table the file has; it cannot add a table",
+                )
         converted = []
         for i, item in enumerate(items):
             key = f"{kind.section}[{i}]"
             if not isinstance(item, dict):
                 raise ConfigError(source, key, f"expected a table, found {_describe(item)}")
-            name = item.get("kind")
+            kind_var = next((o for o in overrides if (o.table, o.index, o.key) == (kind.section, i, "kind")), None)
+            name = kind_var.value if kind_var else item.get("kind")
             if not isinstance(name, str):
                 raise ConfigError(
                     source,
@@ -199,11 +236,129 @@ def parse_config(raw: dict[str, Any], plugins: Plugins, *, source: str = "<confi
                 )
             entry = plugins.registry(kind).get(name, source=source, key=f"{key}.kind")
             assert entry.config is not None
-            converted.append(_convert(item, entry.config, source, key, item))
+            converted.append(_section(item, entry.config, source, key, overrides, env))
         sections[kind.section] = converted
-    config = Config(source=source, host=host, plugins=plugins_cfg, **sections)
+    config = Config(source=source, env=env, host=host, plugins=plugins_cfg, **sections)
     _check_unique(config)
     return config
+
+
+# -- environment overrides ------------------------------------------------------
+
+ENV_PREFIX = "BRIDGEHOST__"
+"""Variables ``BRIDGEHOST__<TABLE>__<KEY>`` (``[host]``, ``[plugins]``) and
+``BRIDGEHOST__<ARRAY>__<INDEX>__<KEY>`` (``[[tasks]]`` ...) override one key.
+Names are case-insensitive; the double underscore separates the parts since
+keys contain single ones (the convention of pydantic-settings and Dynaconf)."""
+
+
+class EnvOverride(msgspec.Struct, frozen=True):
+    """One ``BRIDGEHOST__...`` variable: the key it sets and its raw text."""
+
+    var: str
+    table: str
+    index: int | None
+    key: str
+    value: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.table}{'' if self.index is None else f'[{self.index}]'}.{self.key}"
+
+
+def env_overrides(environ: Mapping[str, str], source: str = "<environment>") -> list[EnvOverride]:
+    """The config overrides among ``environ``'s variables, sorted by name.
+    Raises ConfigError for a ``BRIDGEHOST__`` variable that names no table
+    and key."""
+    found = []
+    for var in sorted(environ):
+        if not var.upper().startswith(ENV_PREFIX):
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) == 2 and parts[0] in ("host", "plugins") and parts[1]:
+            found.append(EnvOverride(var, parts[0], None, parts[1], environ[var]))
+        elif len(parts) == 3 and parts[0] in _COMPONENT_SECTIONS and parts[1].isdigit() and parts[2]:
+            found.append(EnvOverride(var, parts[0], int(parts[1]), parts[2], environ[var]))
+        else:
+            raise ConfigError(
+                source,
+                var,
+                "this environment variable names no config key",
+                f"use {ENV_PREFIX}<TABLE>__<KEY> for [host] and [plugins] (e.g. {ENV_PREFIX}HOST__LOG_LEVEL), "
+                f"{ENV_PREFIX}<ARRAY>__<INDEX>__<KEY> for the arrays of tables (e.g. {ENV_PREFIX}TASKS__0__TIMEOUT_S), "
+                "or unset it",
+            )
+    return found
+
+
+def _section(
+    table: Any, type_: type[msgspec.Struct], source: str, key: str, overrides: list[EnvOverride], env: dict[str, str]
+) -> Any:
+    """The file's ``table`` at ``key`` (``"host"``, ``"tasks[0]"``) with its
+    overrides applied, validated as ``type_``; adds the keys the
+    environment set to ``env``. Raises ConfigError."""
+    section, _, index = key.partition("[")
+    table, applied = _apply_env(table, type_, section, int(index[:-1]) if index else None, overrides, source)
+    env.update(applied)
+    return _convert_env(table, type_, source, key, applied)
+
+
+def _apply_env(
+    table: Any, type_: type[msgspec.Struct], section: str, index: int | None, overrides: list[EnvOverride], source: str
+) -> tuple[Any, dict[str, str]]:
+    """``table`` with the overrides for it applied, and ``{key path: var}``.
+
+    A value is taken as text for a string field (``str``, a ``Literal`` or
+    enum of strings) and parsed as a TOML value otherwise (``30``, ``true``,
+    ``["a", "b"]``), so ``NAME=123`` stays the string ``"123"``."""
+    mine = [o for o in overrides if o.table == section and o.index == index]
+    if not mine or not isinstance(table, dict):
+        return table, {}
+    fields = {f.encode_name: f.type for f in msgspec.inspect.type_info(type_).fields}
+    table = dict(table)
+    env = {}
+    for o in mine:
+        if o.key not in fields:
+            raise ConfigError(
+                source, o.var, f"{o.path}: unknown key", f"this table takes: {', '.join(fields)}"
+            )
+        if _takes_text(fields[o.key]):
+            table[o.key] = o.value
+        else:
+            try:
+                table[o.key] = tomllib.loads(f"v = {o.value}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ConfigError(
+                    source,
+                    o.var,
+                    f"{o.path}: {o.value!r} is not a TOML value",
+                    'write it as in the file: 30, 2.5, true, ["a", "b"], "text"',
+                ) from None
+        env[o.path] = o.var
+    return table, env
+
+
+def _takes_text(info: Any) -> bool:
+    types = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+    for t in types:
+        if isinstance(t, msgspec.inspect.StrType):
+            return True
+        if isinstance(t, msgspec.inspect.LiteralType) and all(isinstance(v, str) for v in t.values):
+            return True
+        if isinstance(t, msgspec.inspect.EnumType) and all(isinstance(m.value, str) for m in t.cls):
+            return True
+    return False
+
+
+def _convert_env(value: Any, type_: type[msgspec.Struct], source: str, key: str, env: dict[str, str]) -> Any:
+    """``_convert``, with an error about an overridden key naming its variable."""
+    try:
+        return _convert(value, type_, source, key, value)
+    except ConfigError as e:
+        var = next((v for path, v in env.items() if e.key == path or e.key.startswith(path + "[")), None)
+        if var is None:
+            raise
+        raise ConfigError(e.source, e.key, f"{e.message} (set by the environment variable {var})", e.hint) from None
 
 
 def _check_unique(config: Config) -> None:

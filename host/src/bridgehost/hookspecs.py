@@ -7,7 +7,9 @@ entry point in the group ``bridgehost``::
     myplugin = "myplugin.plugin"
 
 Four ``register_*`` hooks contribute named implementations of the four kinds
-of component; the lifecycle hooks let a plugin react to every job whatever
+of component; ``register_analyses`` publishes named functions for the
+``analysis`` task to run (bridgehost-steps adds a ``register_steps`` hook of
+its own, ``bridgehost_steps.hookspecs``); the lifecycle hooks let a plugin react to every job whatever
 its source. Lifecycle hooks run on the host's event loop: they must return
 quickly and never block. An exception in one is logged and does not stop the
 job or the other plugins.
@@ -81,6 +83,23 @@ def register_demos(registry: Registry) -> None:
 
     Call ``registry.add(name, function, summary="...")``; ``function()`` takes
     no arguments, runs the demo end to end and returns a process exit code.
+    """
+
+
+@hookspec
+def register_analyses(registry: Registry) -> None:
+    """Register named analysis functions, which the ``analysis`` task runs
+    exactly as it runs a datastore script: in a fresh child process, under
+    the task's limits, with the same ``ctx`` (bridgehost-analysis,
+    ``docs/analysis.md``).
+
+    Call ``registry.add("traction.max_force", "package.module:function",
+    summary="...")``. The target is a string so the host never imports the
+    analysis code itself: only the child process does, after its resource
+    limits are set. ``function(ctx) -> dict``. A request names it with
+    ``"analysis": "traction.max_force"``, a task config with
+    ``analysis = "traction.max_force"``. Names are dotted, the first part
+    the publishing plugin's (``traction.``), so plugins do not collide.
     """
 
 

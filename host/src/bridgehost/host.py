@@ -29,6 +29,7 @@ from bridgehost.config import ComponentConfig, Config, TaskConfig, load
 from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError
 from bridgehost.jobs import Job, JobEvent, Outcome, Request, Status
 from bridgehost.liveness import Liveness
+from bridgehost.logs import current_job
 from bridgehost.plugins import Plugins
 from bridgehost.registry import Kind
 
@@ -328,6 +329,7 @@ class TaskLane:
             self._start(*self.waiting.popleft())
 
     async def _execute(self, job: Job, future: asyncio.Future[Outcome]) -> None:
+        current_job.set(job)  # this asyncio task's context: every log line of the job names it
         job.started_at = time.monotonic()
         self.host.notify("job_started", job=job)
         status, error, data = Status.SUCCESS, "", None

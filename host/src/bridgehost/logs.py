@@ -1,16 +1,62 @@
 """Logging setup for the ``bridgehost`` command.
 
-Human-readable lines on stderr. A job's lines end with ``[task='<name>' job=<id> ref=<ref>]``
-(its task, its job id and the source's id: the ZeroMQ transaction id), from
-the LoggerAdapter every ``Job`` carries.
+Two formats, chosen by ``[host] log_format`` or ``--log-format``:
+
+- ``human`` (default): ``2026-04-20 12:00:00,123 INFO    bridgehost.job: SUCCESS in 0.012 s [task='python.run_analysis' job=3f2a... ref=17]``
+- ``json``: one JSON object per line (JSON Lines), for a log collector::
+
+    {"time": "2026-04-20T12:00:00.123+00:00", "level": "INFO", "logger": "bridgehost.job",
+     "message": "SUCCESS in 0.012 s", "host": "rig", "pid": 4242,
+     "job_id": "3f2a...", "task": "python.run_analysis", "ref": "17"}
+
+Lines go to stderr and, when ``[host] log_file`` is set, also to that file,
+rotated by size with the standard library's ``RotatingFileHandler``.
+
+Every line logged while a job runs carries its task, job id and ref (the
+source's id: the ZeroMQ transaction id): those of ``job.log`` directly, and
+any other logger's through ``current_job``, a context variable the host sets
+in the job's asyncio task (and that ``asyncio.to_thread`` carries into
+worker threads).
 """
 
 from __future__ import annotations
 
+import contextvars
+import datetime
 import logging
+import logging.handlers
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+if TYPE_CHECKING:
+    from bridgehost.jobs import Job
+
+LogFormat = Literal["human", "json"]
+JOB_FIELDS = ("job_id", "task", "ref")
+
+current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("bridgehost_current_job", default=None)
+"""The job whose asyncio task (or worker thread) is running, if any."""
 
 
-class _JobFormatter(logging.Formatter):
+class JobContext(logging.Filter):
+    """Adds ``job_id``, ``task`` and ``ref`` of ``current_job`` to records
+    that lack them. A handler filter, so it sees every logger's records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = current_job.get()
+        if job is not None and getattr(record, "job_id", None) is None:
+            record.job_id, record.task, record.ref = job.id, job.task, job.request.ref
+        return True
+
+
+class HumanFormatter(logging.Formatter):
+    """``time LEVEL logger: message [task='t' job=<id> ref=<ref>]``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         job_id = getattr(record, "job_id", None)
@@ -20,13 +66,65 @@ class _JobFormatter(logging.Formatter):
         return text
 
 
-def configure(level: str = "INFO") -> None:
-    """Send bridgehost's logs to stderr at ``level``, a logging level name
-    (``bridgehost.config.LogLevel``: config and CLI have validated it)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(_JobFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (RFC 3339, UTC, milliseconds),
+    ``level``, ``logger``, ``message``, ``host``, ``pid``; ``job_id``,
+    ``task``, ``ref`` for a job's lines; ``exception`` with the traceback
+    when one was logged. No newline inside a line, whatever the message."""
+
+    def __init__(self, host: str = "") -> None:
+        super().__init__()
+        self.host = host
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "host": self.host,
+            "pid": record.process,
+        }
+        for name in JOB_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None and (value or name != "ref"):
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return msgspec.json.encode(line, enc_hook=str).decode()
+
+
+def configure(
+    level: str = "INFO",
+    *,
+    format: LogFormat = "human",
+    file: str | os.PathLike[str] | None = None,
+    max_bytes: int = 10 << 20,
+    backups: int = 5,
+    host: str = "",
+) -> None:
+    """Send bridgehost's logs to stderr, and to ``file`` if given, at
+    ``level`` (a ``bridgehost.config.LogLevel`` name) in ``format``.
+
+    ``file`` is rotated when it would pass ``max_bytes`` bytes, keeping
+    ``backups`` old files (``host.log.1`` ...); its folder must exist.
+    ``host`` is the ``[host] name`` put in JSON lines. Replaces any handlers
+    set before, so calling it again reconfigures. Raises ``OSError`` if the
+    file cannot be opened.
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if file is not None:
+        handlers.append(logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"))
+    formatter = JsonFormatter(host) if format == "json" else HumanFormatter()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(JobContext())
+        root.addHandler(handler)
     root.setLevel(level)

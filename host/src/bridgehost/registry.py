@@ -9,6 +9,7 @@ one, and if that plugin is installed but broken it chains the import error.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,18 +20,27 @@ from bridgehost.errors import UnknownKindError
 
 
 class Kind(enum.StrEnum):
-    """The kinds of component the host knows, plus runnable demos."""
+    """The kinds of component the host knows, runnable demos, and the named
+    analysis functions plugins publish for the ``analysis`` task."""
 
     TRANSPORT = "transport"
     TRIGGER = "trigger"
     TASK = "task"
     WATCHDOG = "watchdog"
     DEMO = "demo"
+    ANALYSIS = "analysis"
 
     @property
     def hook(self) -> str:
         """The name of the hook that fills this kind's registry."""
-        return f"register_{self.value}s"
+        return f"register_{'analyses' if self is Kind.ANALYSIS else self.value + 's'}"
+
+    @property
+    def by_target(self) -> bool:
+        """Entries of this kind are ``"module:qualname"`` strings, imported
+        only where they run (an analysis in its child process, under its
+        limits), never by the host at load time."""
+        return self is Kind.ANALYSIS
 
     @property
     def section(self) -> str:
@@ -46,7 +56,13 @@ KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
     Kind.TASK: {"analysis": "bridgehost-analysis", "step": "bridgehost-steps", "sequence": "bridgehost-steps"},
     Kind.WATCHDOG: {"epics-heartbeat": "bridgehost-epics"},
     Kind.DEMO: {"traction": "bridgehost-analysis", "epics": "bridgehost-epics"},
+    Kind.ANALYSIS: {"traction.max_force": "bridgehost-analysis"},
 }
+
+TARGET_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
+"""What an analysis entry must be: ``"package.module:function"``
+(the function may be a dotted path inside the module, ``"mod:Class.method"``)."""
+_TARGET = re.compile(TARGET_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -54,13 +70,15 @@ class Entry:
     """One registered implementation.
 
     ``factory(config, host)`` builds the component from its validated config
-    Struct (for demos: ``factory()`` runs the demo). ``plugin`` is the name of
-    the plugin that registered it.
+    Struct (for demos: ``factory()`` runs the demo). For analyses
+    (``Kind.by_target``) ``factory`` is instead the ``"module:qualname"``
+    string of the function. ``plugin`` is the name of the plugin that
+    registered it.
     """
 
     kind: Kind
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | str
     config: type[msgspec.Struct] | None
     plugin: str
     summary: str = ""
@@ -88,7 +106,7 @@ class Registry:
     def add(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         *,
         config: type[msgspec.Struct] | None = None,
         summary: str = "",
@@ -96,12 +114,23 @@ class Registry:
     ) -> None:
         """Register ``factory`` under ``name``.
 
-        Raises ``ValueError`` if ``name`` is already registered by another
-        plugin: two plugins must not silently shadow each other.
+        For analyses, ``factory`` is a ``"package.module:function"``
+        string (``TARGET_PATTERN``) and ``config`` is not given; it is not
+        imported here. Raises ``ValueError`` for a malformed entry or if
+        ``name`` is already registered by another plugin: two plugins must
+        not silently shadow each other.
         """
         if not name or not isinstance(name, str):
             raise ValueError(f"{self.kind.value} name must be a non-empty string, got {name!r}")
-        if self.kind is not Kind.DEMO and config is None:
+        if self.kind.by_target:
+            if not isinstance(factory, str) or not _TARGET.match(factory):
+                raise ValueError(
+                    f"{self.kind.value} {name!r} must be registered as a 'package.module:function' string, "
+                    f"got {factory!r}: it is imported only where it runs"
+                )
+            if config is not None:
+                raise ValueError(f"{self.kind.value} {name!r} takes no config Struct")
+        elif self.kind is not Kind.DEMO and config is None:
             raise ValueError(f"{self.kind.value} {name!r} needs a config Struct")
         existing = self.entries.get(name)
         if existing is not None:
@@ -136,7 +165,8 @@ class Registry:
         if entry is not None:
             return entry
         available = ", ".join(self.names()) or "none"
-        what = "demo" if self.kind is Kind.DEMO else f"{self.kind.value} kind"
+        named = self.kind is Kind.DEMO or self.kind.by_target
+        what = self.kind.value if named else f"{self.kind.value} kind"
         message = f"{what} {name!r} is not available (available: {available})"
         provider = KNOWN_PROVIDERS.get(self.kind, {}).get(name)
         cause: BaseException | None = None
@@ -176,7 +206,7 @@ class PluginRegistry:
     def add(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         *,
         config: type[msgspec.Struct] | None = None,
         summary: str = "",

@@ -86,10 +86,7 @@ def _setrlimit(which: int, soft: int, hard: int) -> None:
 def _analyse(spec: Any) -> Any:
     import importlib.util
 
-    import msgspec
-
     from bridgehost_analysis.datastore import Datastore, DatastoreError
-    from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
     from bridgehost_analysis.protocol import Reply
 
     run = Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id)
@@ -97,6 +94,10 @@ def _analyse(spec: Any) -> Any:
         ctx = run.ctx(spec.custom_params, as_lists=spec.raw_data == "lists")
     except (DatastoreError, OSError) as e:
         return Reply(ok=False, kind="io", message=f"reading run {spec.run_id!r} failed: {e}")
+
+    if spec.target:  # a registered analysis (register_analyses): imported here, under the limits, like a script
+        os.chdir(run.path)
+        return _result(spec, _import_target(spec.target)(ctx))
 
     # Sibling modules of the script are importable; relative paths start in the run folder.
     sys.path.insert(0, os.path.dirname(spec.script_path))
@@ -118,7 +119,26 @@ def _analyse(spec: Any) -> Any:
             message=f"script {spec.script!r} defines no function {spec.function!r} "
             f"(its functions: {', '.join(defined) or 'none'}); name one of them in the request's 'function'",
         )
-    value = function(ctx)
+    return _result(spec, function(ctx))
+
+
+def _import_target(target: str) -> Any:
+    """The function ``"package.module:qualname"`` names; raises ImportError/AttributeError."""
+    import importlib
+
+    module_name, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _result(spec: Any, value: Any) -> Any:
+    """The Reply for what the function returned: a JSON dict within max_result_bytes."""
+    import msgspec
+
+    from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
+    from bridgehost_analysis.protocol import Reply
 
     label = f"{spec.function}()"
     if not isinstance(value, dict):

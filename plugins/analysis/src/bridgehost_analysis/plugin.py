@@ -1,4 +1,5 @@
-"""The bridgehost plugin: registers the ``analysis`` task kind."""
+"""The bridgehost plugin: registers the ``analysis`` task kind and the
+``traction.max_force`` analysis (the seed's traction script, by name)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ def register_tasks(registry: Registry) -> None:
         AnalysisTask,
         config=AnalysisTaskConfig,
         summary="run a datastore script's calculate_results(ctx) in a fresh, limited process",
+    )
+
+
+@hookimpl
+def register_analyses(registry: Registry) -> None:
+    registry.add(
+        "traction.max_force",
+        "bridgehost_analysis.traction.scripts.analyze_traction:calculate_results",
+        summary="the seed's traction analysis: max_force and avg_force of the run's force trace",
     )
 
 

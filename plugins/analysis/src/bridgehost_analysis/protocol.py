@@ -32,6 +32,10 @@ class ChildSpec(msgspec.Struct, kw_only=True):
     memory_limit_mb: int | None = None
     cpu_limit_s: float | None = None
     max_result_bytes: int = 64 << 20
+    target: str | None = None
+    """``"module:qualname"`` of a registered analysis (``register_analyses``):
+    the child imports and calls it instead of loading ``script_path``;
+    ``script`` then holds the analysis name, for messages."""
 
 
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -8,7 +8,10 @@ A request (seed ``autocore-python-analysis.txt``, ``python.run_analysis``)::
 
 runs ``function(ctx)`` from ``<datastore>/scripts/<script>`` in a fresh
 child process over the run's saved data; the dict it returns is the job's
-result. Reference: ``docs/analysis.md``.
+result. Instead of ``script``, a request may name an analysis an installed
+plugin registered (``"analysis": "traction.max_force"``, hook
+``register_analyses``), and a task's config may fix the script or analysis
+its requests run. Reference: ``docs/analysis.md``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import logging
 import re
 import signal
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 from bridgehost.config import TaskConfig
-from bridgehost.errors import InvalidRequest, IOFailure, TaskCrashed
+from bridgehost.errors import InvalidField, InvalidRequest, IOFailure, TaskCrashed, UnknownKindError
 from bridgehost.jobs import Job
+from bridgehost.registry import Kind, Registry
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
@@ -60,27 +65,39 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     raw_data: RawData = "lists"
     """How traces arrive in ``ctx["raw_data"]``: ``lists`` of floats (as the
     seed's scripts expect) or numpy ``arrays`` (faster for long traces)."""
+    analysis: str | None = None
+    """Run this registered analysis (``register_analyses``) for every
+    request; requests then name only the run. Checked when the host is built."""
+    script: str | None = None
+    """Run this script of ``scripts/`` for every request; checked when the
+    host is built (``bridgehost check``). At most one of ``analysis``/``script``."""
+    function: str | None = None
+    """With ``script``: the function to call (default ``calculate_results``)."""
 
 
 class AnalysisRequest(msgspec.Struct, kw_only=True):
     """The ``data`` of a ``python.run_analysis`` request (see module doc)."""
 
-    script: str
     project_id: str
     definition_id: str
     run_id: str
-    function: str = "calculate_results"
+    script: str | None = None
+    analysis: str | None = None
+    function: str | None = None
     custom_params: dict[str, Any] = {}
 
 
-_FIELDS = AnalysisRequest.__struct_fields__
-_REQUIRED = ("script", "project_id", "definition_id", "run_id")
+_FIELDS = ("script", "analysis", "function", "project_id", "definition_id", "run_id", "custom_params")
+_REQUIRED = ("project_id", "definition_id", "run_id")
+_WHAT = ("script", "analysis", "function")  # what to run: from the request, or fixed by the task's config
 _AT = re.compile(r"^(?P<msg>.*?) - at `\$\.?(?P<path>[^`]*)`$", re.S)
 
 
-def parse_request(params: Any) -> AnalysisRequest:
+def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
     """Validate a request's ``data``. Raises ``InvalidRequest`` naming the
-    unknown, missing or mistyped fields and invalid ids."""
+    unknown, missing or mistyped fields and invalid ids. ``fixed`` describes
+    what the task's config runs; then the request must not name a script,
+    analysis or function, else it must name one script or one analysis."""
     if not isinstance(params, dict):
         raise InvalidRequest(f"the request data must be an object with the fields {', '.join(_FIELDS)}")
     unknown = sorted(set(params) - set(_FIELDS))
@@ -88,15 +105,27 @@ def parse_request(params: Any) -> AnalysisRequest:
         raise InvalidRequest(
             f"unknown request field(s): {', '.join(map(repr, unknown))}; the request takes: {', '.join(_FIELDS)}"
         )
+    named = [f for f in _WHAT if params.get(f) is not None]
+    if fixed and named:
+        raise InvalidRequest(
+            f"this task runs {fixed}, set in its config: leave {', '.join(map(repr, named))} out of the request"
+        )
     missing = [f for f in _REQUIRED if f not in params]
+    if not fixed and "script" not in named and "analysis" not in named:
+        missing.insert(0, "script")
     if missing:
-        raise InvalidRequest(f"missing request field(s): {', '.join(map(repr, missing))}")
+        hint = " (name a script, or a registered analysis with 'analysis')" if missing[0] == "script" else ""
+        raise InvalidRequest(f"missing request field(s): {', '.join(map(repr, missing))}{hint}")
+    if "script" in named and "analysis" in named:
+        raise InvalidRequest("give 'script' or 'analysis', not both")
+    if "analysis" in named and "function" in named:
+        raise InvalidRequest("'function' goes with 'script'; a registered analysis is one function already")
     try:
         request = msgspec.convert(params, AnalysisRequest)
     except msgspec.ValidationError as e:
         m = _AT.match(str(e))
         where, what = (m.group("path"), m.group("msg")) if m else ("", str(e))
-        what = what.replace("`", "")
+        what = what.replace("`", "").replace(" | null", "")  # null means "not given": no need to offer it
         raise InvalidRequest(f"request field {where!r}: {what[:1].lower()}{what[1:]}") from None
     try:
         for field in ("project_id", "definition_id", "run_id"):
@@ -104,9 +133,14 @@ def parse_request(params: Any) -> AnalysisRequest:
         to_json_value(request.custom_params, "custom_params")
     except (InvalidId, NotJSONError) as e:
         raise InvalidRequest(str(e)) from None
-    if not request.function.isidentifier() or keyword.iskeyword(request.function):
-        raise InvalidRequest(f"function {request.function!r} is not a Python function name")
+    check_function(request.function, InvalidRequest)
     return request
+
+
+def check_function(function: str | None, error: Callable[[str], Exception]) -> None:
+    """Raise ``error(message)`` unless ``function`` is None or a Python function name."""
+    if function is not None and (not function.isidentifier() or keyword.iskeyword(function)):
+        raise error(f"function {function!r} is not a Python function name")
 
 
 class AnalysisTask:
@@ -114,12 +148,52 @@ class AnalysisTask:
 
     ``host`` needs ``host.config.base_dir`` (a ``pathlib.Path``) to resolve a
     relative ``datastore``; ``None`` resolves against the working directory.
+    Registered analyses come from ``host.plugins`` (none without it). Raises
+    ``InvalidField`` for a configured ``analysis`` nobody registered or a
+    configured ``script`` that is not in ``scripts/``.
     """
 
     def __init__(self, config: AnalysisTaskConfig, host: Any = None):
         self.config = config
         base = getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd()
         self.store = Datastore(Path(base) / Path(config.datastore).expanduser())
+        plugins = getattr(host, "plugins", None)
+        self.analyses: Registry = plugins.registry(Kind.ANALYSIS) if plugins is not None else Registry(Kind.ANALYSIS)
+        self.fixed = ""
+        if config.analysis is not None and config.script is not None:
+            raise InvalidField("analysis", "give 'analysis' or 'script', not both")
+        if config.function is not None and config.script is None:
+            raise InvalidField("function", "'function' goes with 'script'", "set script, or drop function")
+        check_function(config.function, lambda m: InvalidField("function", m))
+        if config.analysis is not None:
+            self._analysis_target(config.analysis, lambda m, h: InvalidField("analysis", m, h))
+            self.fixed = f"the analysis {config.analysis!r}"
+        if config.script is not None:
+            try:
+                self.store.script_path(config.script)
+            except InvalidScript as e:
+                raise InvalidField("script", str(e)) from None
+            self.fixed = f"the script {config.script!r}"
+
+    def _analysis_target(self, name: str, error: Any) -> str:
+        """The ``"module:qualname"`` registered as analysis ``name``; else
+        raise ``error(message, hint)`` naming the available analyses."""
+        try:
+            target = self.analyses.get(name).factory
+        except UnknownKindError as e:
+            raise error(e.message, e.hint) from e.__cause__
+        assert isinstance(target, str)  # the registry refuses anything else for Kind.ANALYSIS
+        return target
+
+    def check(self) -> list[str]:
+        """Warnings for ``bridgehost check``: what would make requests fail
+        now but may be fixed without changing the config."""
+        warnings = []
+        if not self.fixed and not self.store.scripts_dir.is_dir():
+            warnings.append(f"scripts folder {self.store.scripts_dir} does not exist: script requests will be rejected")
+        if not self.store.results_dir.is_dir():
+            warnings.append(f"results folder {self.store.results_dir} does not exist: no run has been saved yet")
+        return warnings
 
     async def start(self) -> None:
         if not self.store.scripts_dir.is_dir():
@@ -138,11 +212,8 @@ class AnalysisTask:
         dict; ``data`` holds ``traceback`` and ``output`` where known).
         Cancellation (the host's timeout) kills the child's process group.
         """
-        request = parse_request(job.params)
-        try:
-            script = self.store.script_path(request.script)
-        except InvalidScript as e:
-            raise InvalidRequest(str(e)) from None
+        request = parse_request(job.params, fixed=self.fixed)
+        what = self._resolve(request)
         run = self.store.run(request.project_id, request.definition_id, request.run_id)
         if not run.exists():
             raise IOFailure(
@@ -151,9 +222,7 @@ class AnalysisTask:
             )
         spec = ChildSpec(
             root=str(self.store.root.resolve()),
-            script=request.script,
-            script_path=str(script),
-            function=request.function,
+            **what,
             custom_params=request.custom_params,
             raw_data=self.config.raw_data,
             memory_limit_mb=self.config.memory_limit_mb,
@@ -161,11 +230,11 @@ class AnalysisTask:
             max_result_bytes=self.config.max_result_bytes,
             **run.ids,
         )
-        job.log.info("running %s:%s on %s/%s/%s", request.script, request.function, *run.ids.values())
+        job.log.info("running %s:%s on %s/%s/%s", spec.script, spec.function, *run.ids.values())
         finished = await run_child(spec, max_output_bytes=self.config.max_output_bytes)
         if finished.output:
             job.log.debug("script output:\n%s", finished.output)
-        result = self._interpret(finished, request)
+        result = self._interpret(finished, spec)
         if self.config.save_results:
             try:
                 # A thread: fsync may take a while, the event loop must not wait for it.
@@ -178,8 +247,24 @@ class AnalysisTask:
                 ) from e
         return result
 
-    def _interpret(self, finished: Finished, request: AnalysisRequest) -> dict[str, Any]:
-        label = f"{request.script}:{request.function}"
+    def _resolve(self, request: AnalysisRequest) -> dict[str, Any]:
+        """The ChildSpec fields saying what to run: a script of ``scripts/``
+        or a registered analysis (``target``), from the config or the request."""
+        analysis = self.config.analysis or request.analysis
+        if analysis is not None:
+            target = self._analysis_target(analysis, lambda m, h: InvalidRequest(f"{m}; {h}"))
+            return {"script": analysis, "script_path": "", "function": target.partition(":")[2], "target": target}
+        name = self.config.script or request.script
+        assert name is not None  # parse_request asked for one
+        try:
+            path = self.store.script_path(name)
+        except InvalidScript as e:
+            raise InvalidRequest(str(e)) from None
+        function = self.config.function or request.function or "calculate_results"
+        return {"script": name, "script_path": str(path), "function": function}
+
+    def _interpret(self, finished: Finished, spec: ChildSpec) -> dict[str, Any]:
+        label = f"{spec.script}:{spec.function}"
         data = {"output": finished.output} if finished.output else {}
         if finished.overflow:
             raise TaskCrashed(

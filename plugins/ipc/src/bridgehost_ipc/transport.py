@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,7 +32,7 @@ import zmq.asyncio
 
 import bridgehost
 from bridgehost.config import TransportConfig
-from bridgehost.errors import BridgehostError
+from bridgehost.errors import BridgehostError, InvalidField
 from bridgehost.jobs import Status
 
 from bridgehost_ipc.protocol import (
@@ -100,6 +101,7 @@ class ZmqTransport:
     """
 
     def __init__(self, config: ZmqTransportConfig, host: Host):
+        check_endpoint(config.endpoint)
         self.config = config
         self.host = host
         self.name = config.name or config.kind
@@ -449,6 +451,25 @@ class ZmqTransport:
             elif await self._send([identity], payload, self._broadcast_seq):
                 sent += 1
         return sent
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Raise ``InvalidField("endpoint", ...)`` for an endpoint that cannot
+    be bound, so ``bridgehost check`` says so before anything starts: a
+    ``tcp://`` one needs ``host:port`` with a port of 1-65535 or ``*``
+    (zmq_tcp(7)), an ``ipc://`` path an existing folder (zmq_ipc(7);
+    ``ipc://@name`` is Linux's abstract namespace)."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme == "tcp":
+        host, sep, port = rest.rpartition(":")
+        if not sep or not host or not (port == "*" or (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise InvalidField(
+                "endpoint", f"{endpoint!r} is not tcp://HOST:PORT with a port of 1-65535 or *", "e.g. tcp://127.0.0.1:5555"
+            )
+    elif scheme == "ipc" and not rest.startswith("@"):
+        folder = os.path.dirname(os.path.abspath(rest))
+        if not os.path.isdir(folder):
+            raise InvalidField("endpoint", f"the folder {folder} of {endpoint!r} does not exist", "create it first")
 
 
 def _is_local(endpoint: str) -> bool:

@@ -1,0 +1,74 @@
+"""`bridgehost check CONFIG` checks everything it can without starting:
+kinds, keys, environment overrides, callable targets, scripts and named
+analyses, endpoints, the log file's folder; it warns about what requests
+would trip over."""
+
+import pytest
+
+from bridgehost.cli import main
+
+GOOD = """
+[host]
+name = "rig"
+log_file = "logs/host.log"
+
+[[transports]]
+kind = "zmq"
+endpoint = "tcp://127.0.0.1:5555"
+
+[[triggers]]
+kind = "zmq"
+
+[[tasks]]
+name = "python.run_analysis"
+kind = "analysis"
+datastore = "./datastore"
+
+[[tasks]]
+name = "traction.max_force"
+kind = "analysis"
+analysis = "traction.max_force"
+"""
+
+
+@pytest.fixture
+def check(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BRIDGEHOST_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("BRIDGEHOST_DISABLE_PLUGINS", raising=False)
+    (tmp_path / "logs").mkdir()
+
+    def run(text: str) -> tuple[int, str, str]:
+        path = tmp_path / "rig.toml"
+        path.write_text(text)
+        code = main(["check", str(path)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_a_good_config_is_listed_with_its_overrides_and_warnings(check, monkeypatch):
+    monkeypatch.setenv("BRIDGEHOST__TASKS__0__TIMEOUT_S", "30")
+    code, out, err = check(GOOD)
+    assert code == 0, err
+    assert "  transports[0]: zmq\n  triggers[0]: zmq\n  tasks[0]: analysis 'python.run_analysis'\n" in out
+    assert "tasks[0].timeout_s from the environment variable BRIDGEHOST__TASKS__0__TIMEOUT_S" in out
+    assert "warning: tasks[0] (analysis): scripts folder" in out and "does not exist" in out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('endpoint = "tcp://127.0.0.1:5555"', 'endpoint = "tcp://127.0.0.1:99999"'), "transports[0].endpoint: 'tcp://127.0.0.1:99999' is not tcp://HOST:PORT"),
+        (('endpoint = "tcp://127.0.0.1:5555"', 'endpoint = "ipc:///no/such/folder/h.sock"'), "transports[0].endpoint: the folder /no/such/folder"),
+        (('datastore = "./datastore"', 'script = "analyze.py"'), "tasks[0].script: script 'analyze.py' not found in"),
+        (('analysis = "traction.max_force"', 'analysis = "traction.min_force"'), "tasks[1].analysis: analysis 'traction.min_force' is not available (available: traction.max_force"),
+        (('log_file = "logs/host.log"', 'log_file = "nowhere/host.log"'), "host.log_file: cannot write to the folder"),
+        (('kind = "zmq"\n\n[[tasks]]', 'kind = "epics"\n\n[[tasks]]'), "triggers[0].kind: trigger kind 'epics' is not available"),
+    ],
+)
+def test_each_problem_is_an_error_naming_its_key(check, change, message):
+    assert change[0] in GOOD
+    code, out, err = check(GOOD.replace(*change, 1))
+    assert code == 2 and out == ""
+    assert message in err

@@ -1,0 +1,105 @@
+"""Logging: human lines by default, JSON lines on request, a rotating file
+when configured; every line logged while a job runs names its job and the
+source's ref (the ZeroMQ transaction id), whatever logger wrote it."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from bridgehost import logs
+from bridgehost.jobs import Request
+
+
+@pytest.fixture
+def restore_logging():
+    """logs.configure replaces the root handlers: put pytest's back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+TASKS = """
+[[tasks]]
+name = "a"
+kind = "callable"
+target = "targets:log_async"
+
+[[tasks]]
+name = "s"
+kind = "callable"
+target = "targets:log_sync"
+"""
+
+
+def run_jobs(make_host):
+    async def main():
+        host = make_host(TASKS)
+        await host.start()
+        await host.submit(Request(task="a", params={"n": 1}, id="job-a", source="zmq", ref="17"))
+        await host.submit(Request(task="s", params={"n": 2}, id="job-s", source="zmq", ref="18"))
+        await host.submit(Request(task="nope", id="job-x", ref="19"))
+        logging.getLogger("acme.analysis").info("between jobs")
+        await host.stop()
+
+    asyncio.run(main())
+
+
+def test_json_lines_in_a_file_carry_job_id_and_ref_from_any_logger(make_host, tmp_path, restore_logging):
+    path = tmp_path / "host.log"
+    logs.configure("INFO", format="json", file=path, host="rig-1")
+    run_jobs(make_host)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    by_message = {line["message"]: line for line in lines}
+    for message, job, task, ref in [("async step 1", "job-a", "a", "17"), ("sync step 2", "job-s", "s", "18")]:
+        line = by_message[message]
+        assert (line["logger"], line["job_id"], line["task"], line["ref"]) == ("acme.analysis", job, task, ref)
+        assert line["level"] == "INFO" and line["host"] == "rig-1" and line["time"].endswith("+00:00")
+    assert "job_id" not in by_message["between jobs"]  # outside a job, nothing is made up
+    [rejected] = [line for line in lines if line.get("job_id") == "job-x"]
+    assert rejected["level"] == "WARNING" and rejected["ref"] == "19" and "REJECTED" in rejected["message"]
+
+
+def test_human_lines_end_with_the_job(make_host, tmp_path, restore_logging):
+    path = tmp_path / "host.log"
+    logs.configure("INFO", file=path)
+    run_jobs(make_host)
+    text = path.read_text()
+    assert "INFO    acme.analysis: async step 1 [task='a' job=job-a ref=17]\n" in text
+    assert "acme.analysis: sync step 2 [task='s' job=job-s ref=18]\n" in text
+    assert "acme.analysis: between jobs\n" in text
+
+
+def test_an_exception_is_one_json_line(tmp_path, restore_logging):
+    path = tmp_path / "host.log"
+    logs.configure("INFO", format="json", file=path)
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        logging.getLogger("acme").exception("it failed\non two lines")
+    [line] = path.read_text().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "it failed\non two lines"
+    assert record["exception"].startswith("Traceback") and "ValueError: bad" in record["exception"]
+
+
+def test_the_file_rotates_by_size_keeping_the_configured_backups(tmp_path, restore_logging):
+    path = tmp_path / "host.log"
+    logs.configure("INFO", format="json", file=path, max_bytes=2000, backups=2)
+    for n in range(200):
+        logging.getLogger("acme").info("line %d", n)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["host.log", "host.log.1", "host.log.2"]
+    numbers = []
+    for name in ("host.log.2", "host.log.1", "host.log"):
+        content = (tmp_path / name).read_text()
+        assert len(content.encode()) <= 2000
+        numbers += [int(json.loads(line)["message"].split()[1]) for line in content.splitlines()]
+    assert numbers == list(range(200 - len(numbers), 200))  # the newest lines, in order, none torn
