@@ -64,7 +64,7 @@ def test_a_good_config_is_listed_with_its_overrides_and_warnings(check, monkeypa
         (('datastore = "./datastore"', 'script = "analyze.py"'), "tasks[0].script: script 'analyze.py' not found in"),
         (('analysis = "traction.max_force"', 'analysis = "traction.min_force"'), "tasks[1].analysis: analysis 'traction.min_force' is not available (available: traction.max_force"),
         (('log_file = "logs/host.log"', 'log_file = "nowhere/host.log"'), "host.log_file: cannot write to the folder"),
-        (('kind = "zmq"\n\n[[tasks]]', 'kind = "epics"\n\n[[tasks]]'), "triggers[0].kind: trigger kind 'epics' is not available"),
+        (('kind = "zmq"\n\n[[tasks]]', 'kind = "modbus"\n\n[[tasks]]'), "triggers[0].kind: trigger kind 'modbus' is not available"),
     ],
 )
 def test_each_problem_is_an_error_naming_its_key(check, change, message):
