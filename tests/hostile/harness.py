@@ -478,14 +478,17 @@ class LoadResult:
     wrong_data: int = 0
 
 
-def load(endpoint: str, *, clients: int, requests: int, within: float = 120.0) -> LoadResult:
+def load(
+    endpoint: str, *, clients: int, requests: int, window: int | None = None, within: float = 120.0
+) -> LoadResult:
     """``clients`` raw DEALER sockets each send their share of ``requests``
-    ``load.echo`` requests as fast as ZeroMQ takes them, reading answers as
-    they come; every response is counted by transaction id."""
+    ``load.echo`` requests as fast as ZeroMQ takes them (or with at most
+    ``window`` unanswered each), reading answers as they come; every
+    response is counted by transaction id."""
     per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
     results = [LoadResult() for _ in range(clients)]
     threads = [
-        threading.Thread(target=_load_client, args=(endpoint, i, n, results[i], within), daemon=True)
+        threading.Thread(target=_load_client, args=(endpoint, i, n, window, results[i], within), daemon=True)
         for i, n in enumerate(per_client)
     ]
     for t in threads:
@@ -499,7 +502,7 @@ def load(endpoint: str, *, clients: int, requests: int, within: float = 120.0) -
     return total
 
 
-def _load_client(endpoint: str, index: int, count: int, out: LoadResult, within: float) -> None:
+def _load_client(endpoint: str, index: int, count: int, window: int | None, out: LoadResult, within: float) -> None:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -510,7 +513,7 @@ def _load_client(endpoint: str, index: int, count: int, out: LoadResult, within:
     try:
         tid = 1
         while len(seen) < count and time.monotonic() < deadline:
-            while tid <= count:
+            while tid <= count and (window is None or tid - 1 - len(seen) < window):
                 frame = encode(new_request(tid, "load.echo", {"client": index, "tid": tid}))
                 try:
                     sock.send(frame, zmq.DONTWAIT)

@@ -84,7 +84,8 @@ class Client:
       (``client.key_secret``), as ``zmq.auth.create_certificates`` writes
       them. Both or neither; ``CurveError`` (a ``ValueError``) if a file is
       unusable. A host that does not know this client's key never answers:
-      ``call`` times out (and the host logs the refusal).
+      ``call`` times out, or ``send`` raises ``SendQueueFull`` once the
+      refused connection is gone (and the host logs the refusal).
     """
 
     def __init__(

@@ -191,15 +191,19 @@ class ZmqTransport:
         try:
             sock.bind(self.config.endpoint)
             self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            secure_ipc_file(self.endpoint, self.config.ipc_mode)
-        except (zmq.ZMQError, OSError) as e:
-            if self.curve is not None:
-                await self.curve.stop(sock)
-            sock.close(linger=0)
-            ctx.term()
+        except zmq.ZMQError as e:
+            await self._abandon(ctx, sock)
             raise TransportError(
                 f"cannot bind ZeroMQ ROUTER to {self.config.endpoint}: {e.strerror}; "
                 "another process may be listening there: stop it or set another endpoint"
+            ) from e
+        try:
+            secure_ipc_file(self.endpoint, self.config.ipc_mode)
+        except OSError as e:
+            await self._abandon(ctx, sock)
+            raise TransportError(
+                f"cannot set the mode of the socket file of {self.endpoint} to {self.config.ipc_mode:#o}: "
+                f"{e.strerror}; put the socket in a folder the host's user owns"
             ) from e
         self._ctx, self._socket, self._stopping = ctx, sock, False
         self._receiver = asyncio.create_task(self._receive_loop(), name=f"zmq-{self.name}-receive")
@@ -220,6 +224,13 @@ class ZmqTransport:
                 "any process on this machine can connect", self.name, self.endpoint,
             )
         log.info("zmq transport %r listening on %s", self.name, self.endpoint)
+
+    async def _abandon(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
+        """Undo a start that failed before the socket was in use."""
+        if self.curve is not None:
+            await self.curve.stop(sock)
+        sock.close(linger=0)
+        ctx.term()
 
     async def stop(self) -> None:
         """Stop receiving, finish and send in-flight responses, close.
