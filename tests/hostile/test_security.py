@@ -18,6 +18,7 @@ from harness import request, wait_until
 
 from bridgehost_ipc.client import Client, SendQueueFull
 from bridgehost_ipc.protocol import decode
+from bridgehost_ipc.security import RefusalLog
 
 WAIT_S = 15.0
 REFUSED_WITHIN_S = 1.5
@@ -33,13 +34,14 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     server_public, server_secret = zmq.auth.create_certificates(folder, "server")
     client_public, client_secret = zmq.auth.create_certificates(folder, "client")
     Path(client_public).rename(authorized / "client.key")  # only its public half goes to the host
-    _, stranger_secret = zmq.auth.create_certificates(folder, "stranger")
+    stranger_public, stranger_secret = zmq.auth.create_certificates(folder, "stranger")
     return {
         "server_public": Path(server_public),
         "server_secret": Path(server_secret),
         "authorized": authorized,
         "client_secret": Path(client_secret),
         "stranger_secret": Path(stranger_secret),
+        "stranger_public": Path(stranger_public),
     }
 
 
@@ -53,17 +55,53 @@ def test_curve_admits_an_authorized_key_and_refuses_others_with_a_log_line(start
     with host.client() as client:
         assert client.call("hostile.quick", request("good.py"), timeout_s=WAIT_S).data == {"n": 1}
 
-    stranger = Client(host.endpoint, curve_server_key=keys["server_public"], curve_client_key=keys["stranger_secret"])
-    plain = Client(host.endpoint)  # no CURVE at all
-    for refused in (stranger, plain):
+    refused_clients = [
+        {"curve_server_key": keys["server_public"], "curve_client_key": keys["stranger_secret"]},  # unknown key
+        {},  # no CURVE at all
+        {"curve_server_key": keys["stranger_public"], "curve_client_key": keys["client_secret"]},  # wrong host key
+    ]
+    for options in refused_clients:
         # refused before the send: no connection to queue on; after it: no answer
-        with refused, pytest.raises((TimeoutError, SendQueueFull)):
+        with Client(host.endpoint, **options) as refused, pytest.raises((TimeoutError, SendQueueFull)):
             refused.call("host.ping", timeout_s=REFUSED_WITHIN_S)
 
     stranger_public = zmq.auth.load_certificate(keys["stranger_secret"])[0].decode()
     assert wait_until(lambda: f"refused a client: 127.0.0.1 with public key {stranger_public}" in host.output(), WAIT_S)
-    assert wait_until(lambda: "refused a client: it does not use CURVE" in host.output(), WAIT_S)
+    plain_refused = ("refused a client: it does not use CURVE", "refused a client: it broke off the handshake")
+    assert wait_until(lambda: any(line in host.output() for line in plain_refused), WAIT_S), host.output()
+    assert wait_until(lambda: "uses another host public key" in host.output(), WAIT_S), host.output()
     assert "CURVE on, 1 authorized key(s)" in host.output()
+
+
+def test_bridgehost_call_speaks_curve(start_host, keys) -> None:
+    client_keys = {"curve_server_key": keys["server_public"], "curve_client_key": keys["client_secret"]}
+    host = start_host(transport_extra=curve_extra(keys), client_kwargs=client_keys)
+
+    def call(client_key: Path, timeout: str = "15") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bridgehost.cli", "call", "host.ping", "--endpoint", host.endpoint,
+             "--curve-server-key", str(keys["server_public"]), "--curve-client-key", str(client_key),
+             "--timeout", timeout],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    admitted = call(keys["client_secret"])
+    assert admitted.returncode == 0, admitted.stderr
+    refused = call(keys["stranger_secret"], timeout=str(REFUSED_WITHIN_S))
+    assert refused.returncode == 1 and host.endpoint in refused.stderr
+    unusable = call(keys["server_public"])  # a public key where the secret one belongs
+    assert unusable.returncode == 2 and "holds only a public key" in unusable.stderr
+
+
+def test_refusal_log_is_bounded_per_kind(caplog) -> None:
+    refusals = RefusalLog("zmq")
+    for _ in range(RefusalLog.BURST + 5):
+        refusals.refused("no-curve", "it does not use CURVE")
+    refusals.refused("key", "10.0.0.7 with public key abc: Unknown key")
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("does not use CURVE" in line for line in lines) == RefusalLog.BURST
+    assert any("Unknown key" in line for line in lines)  # another kind is not hidden
+    assert refusals.total == RefusalLog.BURST + 6
 
 
 def test_curve_keys_are_checked_when_the_config_is(tmp_path: Path, keys) -> None:

@@ -10,7 +10,8 @@
   permission, so the transport sets its mode (owner-only by default).
 
 Every refusal is logged as a WARNING on ``bridgehost.ipc`` (at most
-``RefusalLog.BURST`` lines per ``RefusalLog.WINDOW_S``; the rest are counted).
+``RefusalLog.BURST`` lines per ``RefusalLog.WINDOW_S`` for each kind of
+refusal; the rest are counted).
 Reference: ``docs/security.md``.
 """
 
@@ -102,31 +103,31 @@ def apply_client_curve(
 
 class RefusalLog:
     """WARNING lines for refused clients, at most ``BURST`` per ``WINDOW_S``
-    seconds, so a client that retries in a loop cannot flood the log."""
+    seconds for each kind of refusal, so a client that retries in a loop
+    cannot flood the log nor hide another kind of refusal."""
 
-    BURST = 20
-    WINDOW_S = 10.0
+    BURST = 10
+    WINDOW_S = 60.0
 
     def __init__(self, transport_name: str):
         self.name = transport_name
-        self.window_start = time.monotonic()
-        self.logged = 0
-        self.suppressed = 0
+        self.windows: dict[str, list[float | int]] = {}  # kind -> [window start, logged, suppressed]
         self.total = 0
         """Every refusal since start, logged or not."""
 
-    def refused(self, why: str) -> None:
+    def refused(self, kind: str, why: str) -> None:
         self.total += 1
         now = time.monotonic()
-        if now - self.window_start >= self.WINDOW_S:
-            if self.suppressed:
-                log.warning("zmq transport %r: %d more client(s) refused (not logged)", self.name, self.suppressed)
-            self.window_start, self.logged, self.suppressed = now, 0, 0
-        if self.logged < self.BURST:
-            self.logged += 1
+        window = self.windows.setdefault(kind, [now, 0, 0])
+        if now - window[0] >= self.WINDOW_S:
+            if window[2]:
+                log.warning("zmq transport %r: %d more client(s) refused (%s, not logged)", self.name, window[2], kind)
+            window[:] = [now, 0, 0]
+        if window[1] < self.BURST:
+            window[1] += 1
             log.warning("zmq transport %r: refused a client: %s", self.name, why)
         else:
-            self.suppressed += 1
+            window[2] += 1
 
 
 class _Authenticator(AsyncioAuthenticator):
@@ -148,7 +149,7 @@ class _Authenticator(AsyncioAuthenticator):
         if status_code != b"200":
             reason = status_text.decode("utf-8", "replace")
             key = f" with public key {self._key}" if self._key else ""
-            self.refusals.refused(f"{self._peer}{key}: {reason} (not in the authorized keys folder)")
+            self.refusals.refused("key", f"{self._peer}{key}: {reason} (not in the authorized keys folder)")
         super()._send_zap_reply(request_id, status_code, status_text, user_id)
 
 
@@ -173,7 +174,8 @@ class ServerCurve:
         sock.curve_secretkey = self.keys.secret
         sock.curve_publickey = self.keys.public
         sock.curve_server = True
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        # ZAP reports the refusals it decides (unknown key); these are the handshakes it never sees.
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         self._monitor_task = asyncio.create_task(self._watch(self._monitor), name="zmq-curve-monitor")
 
     async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
@@ -182,10 +184,8 @@ class ServerCurve:
                 event = await recv_monitor_message(monitor)
             except zmq.ZMQError:
                 return
-            if event["value"] == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-                self.refusals.refused("it does not use CURVE (security mechanism mismatch); give it the keys")
-            else:
-                self.refusals.refused(f"CURVE handshake failed (protocol error {event['value']:#x})")
+            why = _handshake_failure(event["event"], event["value"])
+            self.refusals.refused(why, why)  # a handful of fixed texts: each its own kind
 
     async def stop(self, sock: zmq.asyncio.Socket) -> None:
         """Before closing ``sock`` and terminating the context."""
@@ -198,6 +198,23 @@ class ServerCurve:
             self._monitor.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
+
+
+_NO_CURVE = "it does not use CURVE (security mechanism mismatch); give it the keys"
+_FAILURES = {
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: _NO_CURVE,
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: (
+        "its CURVE handshake does not decrypt: it uses another host public key than this host's"
+    ),
+}
+
+
+def _handshake_failure(event: int, value: int) -> str:
+    """Why a handshake failed, from a socket monitor event (libzmq ``zmq_socket_monitor``)."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        # The client hung up first: it found the mismatch before this side did.
+        return "it broke off the handshake (it does not use CURVE, or not this host's key)"
+    return _FAILURES.get(value, f"CURVE handshake failed (ZMTP protocol error {value:#x})")
 
 
 def secure_ipc_file(endpoint: str, mode: int) -> str | None:
