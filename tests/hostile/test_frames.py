@@ -6,7 +6,7 @@ raises ``ProtocolError`` carrying what it could recover, never anything else
 from __future__ import annotations
 
 import msgspec
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bridgehost_ipc.protocol import MAX_TRANSACTION_ID, CommandMessage, ProtocolError, decode
@@ -32,7 +32,7 @@ frames = st.one_of(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(frame=frames)
 @example(frame=b'{"transaction_id":1,"timecode":0,"topic":"\xc4","message_type":"request"}')
 @example(frame=b'"\xc4')

@@ -112,7 +112,11 @@ messages = st.one_of(
 )
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(frames=messages)
 def test_every_frame_gets_exactly_one_valid_answer(fuzz_host, dealer, frames) -> None:
     dealer.send_multipart(frames)
