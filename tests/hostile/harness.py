@@ -365,6 +365,9 @@ CASES: tuple[Case, ...] = (
 
 GOOD_SCRIPT = "def calculate_results(ctx):\n    return {'n': len(ctx['cycle_history'])}\n"
 RUN_IDS = {"project_id": "hostile", "definition_id": "matrix", "run_id": "r1"}
+MAX_HOST_GROWTH_MB = 200
+"""What one hostile script may add to the host's RSS (its output and result
+must not be held whole: 1 GiB of either would show)."""
 MAX_ERROR_CHARS = 1 << 20
 """An error message longer than this is not one a person can read."""
 
@@ -411,6 +414,7 @@ def run_case(host: HostProcess, case: Case, folder: Path, settle_s: float = HANG
     pids_file.unlink(missing_ok=True)
     (host.store.scripts_dir / f"{case.name}.py").write_text(case.source.replace("__PIDS__", repr(str(pids_file))))
     before = len(host.descendants())
+    rss_before = host.rss_mb()
     problems: list[str] = []
     response = None
     with host.client() as client:
@@ -446,6 +450,8 @@ def run_case(host: HostProcess, case: Case, folder: Path, settle_s: float = HANG
         problems.append(f"the host has {now} descendants, {before} before")
     if not host.alive():
         problems.append("the host died")
+    elif (growth := host.rss_mb() - rss_before) > MAX_HOST_GROWTH_MB:
+        problems.append(f"the host's RSS grew {growth:.0f} MB")
     return CaseResult(case, response, elapsed, next_ok, leftover, before, now, problems)
 
 
