@@ -292,6 +292,19 @@ def test_broadcast_skips_peers_not_heard_within_ttl(make_rig):
         assert rig.loop.run(rig.transport.broadcast("job.progress", {})) == 0
 
 
+def test_clients_that_come_and_go_do_not_pile_up_in_the_peer_table(make_rig):
+    """Each new DEALER has a new routing id; without broadcasts the host
+    must still forget the silent ones (else memory grows with every client)."""
+    rig = make_rig(peer_ttl_s=0.05)
+    for _ in range(50):
+        with rig.client() as client:
+            rig.wait_response(client, client.heartbeat())
+    time.sleep(0.1)  # every one of them is now silent for longer than the TTL
+    with rig.client() as client:
+        rig.wait_response(client, client.heartbeat())
+        assert len(rig.transport._peers) == 1
+
+
 def test_stop_sends_responses_of_requests_that_finish_in_time(make_rig):
     rig = make_rig(stop_timeout_s=30)
     with rig.client() as client:

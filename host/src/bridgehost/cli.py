@@ -115,7 +115,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_call(args: argparse.Namespace) -> int:
     try:
-        from bridgehost_ipc.client import Client
+        from bridgehost_ipc.client import Client, SendQueueFull
     except ImportError:
         print("bridgehost call needs bridgehost-ipc: pip install bridgehost-ipc", file=sys.stderr)
         return 2
@@ -125,10 +125,15 @@ def cmd_call(args: argparse.Namespace) -> int:
         print(f"bridgehost call: DATA is not valid JSON ({e}); quote it, e.g. '{{\"run_id\": \"r1\"}}'", file=sys.stderr)
         return 2
     endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV) or _endpoint_from(args.config) or DEFAULT_ENDPOINT
-    with Client(endpoint) as client:
+    try:
+        client = Client(endpoint, curve_server_key=args.curve_server_key, curve_client_key=args.curve_client_key)
+    except ValueError as e:  # an endpoint or CURVE key file that cannot be used
+        print(f"bridgehost call: {e}", file=sys.stderr)
+        return 2
+    with client:
         try:
             response = client.call(args.topic, data, timeout_s=args.timeout)
-        except TimeoutError as e:
+        except (TimeoutError, SendQueueFull) as e:
             print(f"bridgehost call: {e}", file=sys.stderr)
             return 1
     print(msgspec.json.format(msgspec.json.encode(response), indent=2).decode())
@@ -188,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV}, --config's, else {DEFAULT_ENDPOINT})")
     p.add_argument("--config", help="take the endpoint from this config's zmq transport")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the response (default 30)")
+    p.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the host's public certificate (docs/security.md)")
+    p.add_argument("--curve-client-key", metavar="FILE", help="CURVE: this client's certificate with its secret key")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("demo", help="run a self-contained demo (default: traction)")

@@ -267,7 +267,8 @@ class Host:
         outcome = Outcome(job_id=job.id, task=job.task, status=status, data=data, error=error, duration_s=duration_s)
         level = logging.INFO if status is Status.SUCCESS else logging.WARNING
         ran = f" in {duration_s:.3f} s" if job.started_at is not None else " without running"
-        job.log.log(level, "%s%s%s", status.name, ran, f": {error}" if error else "")
+        shown = error if len(error) <= _LOGGED_ERROR_CHARS else f"{error[:_LOGGED_ERROR_CHARS]}... [{len(error)} characters]"
+        job.log.log(level, "%s%s%s", status.name, ran, f": {shown}" if error else "")
         self.notify("job_finished", job=job, outcome=outcome)
         if not future.done():
             future.set_result(outcome)
@@ -367,6 +368,10 @@ class TaskLane:
     def cancel_running(self) -> None:
         for task in self.running.values():
             task.cancel()
+
+
+_LOGGED_ERROR_CHARS = 4096
+"""A job's error is cut to this in its log line: a script may raise a 10 MB message."""
 
 
 def _crash(e: BaseException) -> tuple[Status, str, dict[str, str]]:

@@ -472,7 +472,7 @@ def _decode_object(data: bytes, where: str) -> dict[str, Any]:
     """A JSON object from ``data``, or ``CorruptData`` naming ``where``."""
     try:
         value = msgspec.json.decode(data)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string is the latter
         raise CorruptData(f"{where}: not valid JSON ({e}); rewrite it or remove it") from None
     if not isinstance(value, dict):
         raise CorruptData(f"{where}: expected a JSON object, found {type(value).__name__}")

@@ -2,6 +2,7 @@
 
 - ``bridgehost_ipc.protocol``: the wire format (``CommandMessage``, ``MessageType``).
 - ``bridgehost_ipc.client``: ``Client``, a synchronous DEALER for control loops and scripts.
+- ``bridgehost_ipc.security``: CURVE keys and ``ipc://`` file modes (docs/security.md).
 - ``bridgehost_ipc.transport`` / ``.trigger``: the ``zmq`` transport and trigger kinds
   (registered by ``bridgehost_ipc.plugin``).
 
@@ -9,6 +10,7 @@ Protocol reference: ``docs/ipc-protocol.md``.
 """
 
 from bridgehost_ipc.client import Client, SendQueueFull
+from bridgehost_ipc.security import CurveError
 from bridgehost_ipc.protocol import CommandMessage, MessageType, ProtocolError
 
-__all__ = ["Client", "CommandMessage", "MessageType", "ProtocolError", "SendQueueFull"]
+__all__ = ["Client", "CommandMessage", "CurveError", "MessageType", "ProtocolError", "SendQueueFull"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -40,8 +41,9 @@ from bridgehost_ipc.protocol import (
     encode,
     new_request,
 )
+from bridgehost_ipc.security import CurveError, apply_client_curve
 
-__all__ = ["DEFAULT_ENDPOINT", "Client", "CommandMessage", "SendQueueFull"]
+__all__ = ["DEFAULT_ENDPOINT", "Client", "CommandMessage", "CurveError", "SendQueueFull"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
@@ -76,6 +78,14 @@ class Client:
       ``take_broadcasts`` before the oldest is dropped (default 1000).
     - ``linger_s``: on ``close``, how long unsent messages may still be
       delivered in the background (default 1.0; ``close`` never waits).
+    - ``curve_server_key`` and ``curve_client_key``: for a host that requires
+      CURVE (docs/security.md), the host's public certificate file
+      (``server.key``) and this client's certificate with its secret key
+      (``client.key_secret``), as ``zmq.auth.create_certificates`` writes
+      them. Both or neither; ``CurveError`` (a ``ValueError``) if a file is
+      unusable. A host that does not know this client's key never answers:
+      ``call`` times out, or ``send`` raises ``SendQueueFull`` once the
+      refused connection is gone (and the host logs the refusal).
     """
 
     def __init__(
@@ -88,6 +98,8 @@ class Client:
         max_unclaimed: int = 10_000,
         max_broadcasts: int = 1000,
         linger_s: float = 1.0,
+        curve_server_key: str | os.PathLike[str] | None = None,
+        curve_client_key: str | os.PathLike[str] | None = None,
     ):
         self.endpoint = endpoint
         self._linger_ms = int(linger_s * 1000)
@@ -100,6 +112,14 @@ class Client:
         self._socket.setsockopt(zmq.ROUTING_ID, routing_id or b"bh-" + uuid.uuid4().hex.encode())
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, self._linger_ms)
+        try:
+            if (curve_server_key is None) != (curve_client_key is None):
+                raise CurveError("CURVE needs both curve_server_key and curve_client_key")
+            if curve_server_key is not None and curve_client_key is not None:
+                apply_client_curve(self._socket, curve_server_key, curve_client_key)
+        except CurveError:
+            self._socket.close(linger=0)
+            raise
         try:
             self._socket.connect(endpoint)
         except zmq.ZMQError as e:

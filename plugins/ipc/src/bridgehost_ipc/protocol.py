@@ -175,7 +175,8 @@ def decode(frame: bytes | bytearray | memoryview) -> CommandMessage:
     except msgspec.ValidationError as e:
         tid, topic = recover_ids(frame)
         raise ProtocolError(_explain(str(e)), tid, topic) from None
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        # msgspec raises UnicodeDecodeError, not DecodeError, for bad UTF-8 inside a string
         raise ProtocolError(
             f"the frame is not valid JSON ({e}); send one UTF-8 JSON object per frame with {_FIELDS}; {_SEE}",
             scan_transaction_id(frame),
@@ -188,7 +189,7 @@ def recover_ids(frame: bytes | bytearray | memoryview) -> tuple[int, str]:
     a field is absent or unusable."""
     try:
         obj = msgspec.json.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return scan_transaction_id(frame), ""
     if not isinstance(obj, dict):
         return 0, ""
@@ -208,6 +209,21 @@ def scan_transaction_id(frame: bytes | bytearray | memoryview) -> int:
         return 0
     tid = int(m.group(1))
     return tid if tid <= MAX_TRANSACTION_ID else 0
+
+
+MAX_ERROR_CHARS = 65536
+"""The longest ``error_message`` (and string in a failed response's ``data``,
+such as ``traceback``) the host sends; longer ones are cut in the middle."""
+
+
+def cut_middle(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` if at most ``limit`` characters, else its start and end with
+    a marker saying how much was cut between them (an exception's type is at
+    the start of its message, the line that raised at the end of a traceback)."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 64) // 2
+    return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[len(text) - keep:]}"
 
 
 def shorten(text: str, limit: int = 64) -> str:

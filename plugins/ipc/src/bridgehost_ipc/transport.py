@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -40,6 +41,7 @@ from bridgehost_ipc.protocol import (
     CommandMessage,
     MessageType,
     ProtocolError,
+    cut_middle,
     decode,
     encode,
     error_response,
@@ -48,6 +50,7 @@ from bridgehost_ipc.protocol import (
     scan_transaction_id,
     shorten,
 )
+from bridgehost_ipc.security import CurveError, ServerCurve, load_authorized, load_keypair, secure_ipc_file
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -85,6 +88,17 @@ class ZmqTransportConfig(TransportConfig, kw_only=True):
     stop_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     """On stop: seconds to let in-flight requests finish, then again to
     flush queued responses to the network, before the socket is closed."""
+    curve_secret_key: str | None = None
+    """CURVE: the host's certificate with its secret key (``server.key_secret``
+    from ``zmq.auth.create_certificates``); relative to the config file's
+    folder. With it, only clients whose public key is in
+    ``curve_authorized_keys`` can connect. See docs/security.md."""
+    curve_authorized_keys: str | None = None
+    """CURVE: a folder of the public certificates (``NAME.key``) of the
+    clients allowed to connect; read at start. Required with ``curve_secret_key``."""
+    ipc_mode: Annotated[int, msgspec.Meta(ge=0, le=0o777)] = 0o600
+    """The permission bits of an ``ipc://`` socket file (connecting needs
+    write permission): owner only by default; ``0o660`` lets the group in."""
 
 
 class TransportError(BridgehostError):
@@ -106,9 +120,11 @@ class ZmqTransport:
         self.host = host
         self.name = config.name or config.kind
         self.endpoint = config.endpoint
+        self.curve = _server_curve(config, host, self.name)
         self._exact: dict[str, Handler] = {"host.ping": self._ping}
         self._prefixes: dict[str, Handler] = {}
         self._peers: dict[bytes, float] = {}  # DEALER peer routing id -> time.monotonic() last heard
+        self._pruned_at = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._broadcast_seq = 0
         self._stopping = False
@@ -172,23 +188,51 @@ class ZmqTransport:
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client reconnecting with its routing id takes it over
         sock.setsockopt(zmq.MAXMSGSIZE, BACKSTOP_FACTOR * self.config.max_frame_bytes)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(ctx, sock)
         try:
             sock.bind(self.config.endpoint)
+            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as e:
-            sock.close(linger=0)
-            ctx.term()
+            await self._abandon(ctx, sock)
             raise TransportError(
                 f"cannot bind ZeroMQ ROUTER to {self.config.endpoint}: {e.strerror}; "
                 "another process may be listening there: stop it or set another endpoint"
             ) from e
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            secure_ipc_file(self.endpoint, self.config.ipc_mode)
+        except OSError as e:
+            await self._abandon(ctx, sock)
+            raise TransportError(
+                f"cannot set the mode of the socket file of {self.endpoint} to {self.config.ipc_mode:#o}: "
+                f"{e.strerror}; put the socket in a folder the host's user owns"
+            ) from e
         self._ctx, self._socket, self._stopping = ctx, sock, False
         self._receiver = asyncio.create_task(self._receive_loop(), name=f"zmq-{self.name}-receive")
-        if not _is_local(self.endpoint):
+        if self.curve is not None:
+            log.info(
+                "zmq transport %r: CURVE on, %d authorized key(s) in %s",
+                self.name, self.curve.count, self.curve.authorized,
+            )
+        elif not _is_local(self.endpoint):
             log.warning(
-                "zmq transport %r listens on %s: any host that reaches it can run tasks", self.name, self.endpoint
+                "zmq transport %r listens on %s without CURVE: any host that reaches it can run tasks "
+                "(set curve_secret_key and curve_authorized_keys, see docs/security.md)",
+                self.name, self.endpoint,
+            )
+        if self.endpoint.startswith("ipc://@"):
+            log.warning(
+                "zmq transport %r: %s is an abstract socket: it has no file permissions, "
+                "any process on this machine can connect", self.name, self.endpoint,
             )
         log.info("zmq transport %r listening on %s", self.name, self.endpoint)
+
+    async def _abandon(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
+        """Undo a start that failed before the socket was in use."""
+        if self.curve is not None:
+            await self.curve.stop(sock)
+        sock.close(linger=0)
+        ctx.term()
 
     async def stop(self) -> None:
         """Stop receiving, finish and send in-flight responses, close.
@@ -219,6 +263,8 @@ class ZmqTransport:
                     task.cancel()
                 await asyncio.wait(pending, timeout=1.0)  # a handler that swallows the cancel is not waited for
         self._socket = self._ctx = None
+        if self.curve is not None:
+            await self.curve.stop(sock)
         # A bounded linger, not 0: responses queued a moment ago must still go out.
         sock.close(linger=int(timeout * 1000))
         await asyncio.to_thread(ctx.term)
@@ -260,7 +306,7 @@ class ZmqTransport:
             self._peers.pop(identity, None)  # REQ cannot take unsolicited broadcasts
         else:
             envelope, body = [identity], frames[1:]
-            self._peers[identity] = time.monotonic()
+            self._heard(identity)
         try:
             message = self._parse(body)
         except ProtocolError as e:
@@ -285,6 +331,16 @@ class ZmqTransport:
             await self._send_response(envelope, message, reply)
         else:
             await self._dispatch(envelope, message)
+
+    def _heard(self, identity: bytes) -> None:
+        """Note a DEALER peer; once per ``peer_ttl_s`` forget the silent ones,
+        so clients that come and go (a new routing id each) never pile up."""
+        now = time.monotonic()
+        self._peers[identity] = now
+        if now - self._pruned_at >= self.config.peer_ttl_s:
+            cutoff = now - self.config.peer_ttl_s
+            self._peers = {peer: heard for peer, heard in self._peers.items() if heard >= cutoff}
+            self._pruned_at = now
 
     def _parse(self, body: list[zmq.Frame]) -> CommandMessage:
         """The request or heartbeat in ``body`` (the frames after the
@@ -379,6 +435,8 @@ class ZmqTransport:
             message_type=MessageType.RESPONSE,
             timecode=now_ms(),
         )
+        if not reply.success:
+            reply = _bounded(reply)
         try:
             payload = encode(reply)
         except (TypeError, msgspec.EncodeError) as e:
@@ -470,6 +528,39 @@ def check_endpoint(endpoint: str) -> None:
         folder = os.path.dirname(os.path.abspath(rest))
         if not os.path.isdir(folder):
             raise InvalidField("endpoint", f"the folder {folder} of {endpoint!r} does not exist", "create it first")
+
+
+def _bounded(reply: CommandMessage) -> CommandMessage:
+    """A failed response whose message and string details are cut to
+    ``MAX_ERROR_CHARS``: a script that raises a 10 MB message still gets a
+    readable answer that fits in a frame."""
+    data = reply.data
+    if isinstance(data, dict):
+        data = {k: cut_middle(v) if isinstance(v, str) else v for k, v in data.items()}
+    return msgspec.structs.replace(reply, error_message=cut_middle(reply.error_message), data=data)
+
+
+def _server_curve(config: ZmqTransportConfig, host: Host, name: str) -> ServerCurve | None:
+    """The CURVE setup the config asks for; ``InvalidField`` if it is half
+    given or its files are unusable (so ``bridgehost check`` reports it)."""
+    secret, authorized = config.curve_secret_key, config.curve_authorized_keys
+    if secret is None and authorized is None:
+        return None
+    if secret is None or authorized is None:
+        given, missing = ("curve_secret_key", "curve_authorized_keys") if authorized is None else (
+            "curve_authorized_keys", "curve_secret_key")
+        raise InvalidField(missing, f"{given} is set but {missing} is not", "CURVE needs both; see docs/security.md")
+    base = Path(getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd())
+    folder = base / Path(authorized).expanduser()
+    try:
+        keys = load_keypair(base / Path(secret).expanduser(), need_secret=True)
+    except CurveError as e:
+        raise InvalidField("curve_secret_key", str(e)) from None
+    try:
+        count = load_authorized(folder)
+    except CurveError as e:
+        raise InvalidField("curve_authorized_keys", str(e)) from None
+    return ServerCurve(keys, folder, count, name)
 
 
 def _is_local(endpoint: str) -> bool:

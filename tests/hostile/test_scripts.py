@@ -1,0 +1,51 @@
+"""Hostile analysis scripts, each sent through the real ZeroMQ path to a real
+``bridgehost run`` process: the client gets an error response that names the
+cause, the next request succeeds, and no process of the script is left.
+
+The cases and the judging are in ``harness.py`` (shared with
+``bench/reliability.py``, which also measures how long after the timeout
+each response came). Here the bound is only a generous "does not hang".
+"""
+
+from __future__ import annotations
+
+import pytest
+from harness import CASES, Case, request, run_case, wait_response
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_script_is_contained(host, module_dir, case: Case) -> None:
+    result = run_case(host, case, module_dir)
+    assert result.problems == [], f"{case.name}: {result.problems}\n--- host log tail:\n{host.output()[-2000:]}"
+
+
+def test_host_answers_while_a_script_spins(host, module_dir) -> None:
+    """The control side is never locked up: while a script spins on a CPU,
+    host.ping and another task's request are answered; the script returns
+    only once the test lets it (so the answers came while it ran)."""
+    gate = module_dir / "spin.gate"
+    gate.unlink(missing_ok=True)
+    (host.store.scripts_dir / "spin.py").write_text(
+        f"import os\n\ndef calculate_results(ctx):\n    while not os.path.exists({str(gate)!r}):\n"
+        "        pass\n    return {'released': True}\n"
+    )
+    with host.client() as client:
+        spinning = client.send("hostile.roomy", request("spin.py"))
+        assert client.call("host.ping", timeout_s=30).success
+        assert client.call("hostile.quick", request("good.py"), timeout_s=30).success
+        assert client.take_response(spinning) is None
+        gate.touch()
+        answer = wait_response(client, spinning, within=30)
+    assert answer is not None and answer.success and answer.data == {"released": True}
+
+
+def test_huge_error_message_is_cut_but_names_the_exception(host, module_dir) -> None:
+    """A 10 MB exception message reaches the client cut to a readable size,
+    with its start (the exception type) and a marker of what was cut."""
+    case = next(c for c in CASES if c.name == "exception_10mb")
+    result = run_case(host, case, module_dir)
+    message = result.response.error_message
+    assert "ValueError" in message[:200]
+    assert "characters cut" in message
+    assert len(message) <= 70_000
+    assert len(result.response.data.get("traceback", "")) <= 70_000
