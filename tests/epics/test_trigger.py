@@ -37,11 +37,17 @@ def test_completion_order_and_fresh_status_when_busy_drops(ioc, start_host):
         for cycle in range(1, 11):
             start = len(watch.events)
             c.put(P + "Trigger", 1)
-            ev = watch.wait(lambda ev: any(p == P + "Trigger" and int(v) == 0 for p, v, _ in ev[start + 1:]))
             # a client polling like epics-bridge's: wait for Busy=0, then read
+            watch.wait(lambda ev: any(p == P + "Busy" and int(v) == 0 for p, v, _ in ev[start + 1:]))
             expected = SUCCESS if cycle % 2 else TASK_FAIL
             stale += int(c.get(P + "TaskStatus")) != expected
-            order = [p[len(P):] for p, v, _ in ev[start:]]
+            done = {P + "Trigger": 0, P + "Busy": 0, P + "TaskDuration": None}
+            ev = watch.wait(lambda ev: all(
+                any(p == pv and (want is None or int(v) == want) for p, v, _ in ev[start + 1:])
+                for pv, want in done.items()))
+            # Monitors of different PVs may arrive in any order; the IOC's
+            # processing timestamps give the order the writes happened in.
+            order = [p[len(P):] for p, v, _ in sorted(ev[start:], key=lambda e: e[2])]
             assert order[0] == "Trigger" and order[1] == "Busy", order  # Trigger=1, then Busy=1
             assert order[-3:] == ["TaskDuration", "Busy", "Trigger"], order
             if cycle > 1:  # the status changes every cycle, so its update is there, before Duration
