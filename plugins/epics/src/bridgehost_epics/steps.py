@@ -126,7 +126,6 @@ class StepControl:
         self._puts = {control: itertools.count(1) for control in CONTROLS}
         self._events: list[CountedPuts] = []
         self._writer: PutQueue | None = None
-        self._unsubscribe: Any = None
 
     # -- life --------------------------------------------------------------
 
@@ -139,13 +138,13 @@ class StepControl:
                                  functools.partial(self._on_puts, control), on_connect=on_connect)
             events.start()
             self._events.append(events)
-        self._unsubscribe = self.controller.subscribe(self._on_announcement)
+        self.controller.subscribe(self._on_announcement)
         log.info("step control of task %r: %s, %s, %s; %s, %s, %s", self.task, self.pvs.pause, self.pvs.resume,
                  self.pvs.halt, self.pvs.state, self.pvs.location, self.pvs.control_answer)
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        # Stop taking control puts; keep following the announcements, so a
+        # job halted by the host's shutdown still shows its final State.
         for events in self._events:
             await events.stop()
 
