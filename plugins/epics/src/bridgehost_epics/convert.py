@@ -44,3 +44,17 @@ def to_python(value: Any) -> Any:
     if isinstance(value, (ntndarray, ntnumericarray)):
         return np.array(value)  # a plain ndarray that owns its data
     return value
+
+
+def long_string(text: str | bytes) -> np.ndarray:
+    """The value to put to a CHAR waveform holding ``text`` (UTF-8): the
+    usual form of a string longer than a ``stringin``'s 40 characters
+    (EPICS record reference, waveform). The caller keeps it within NELM."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    return np.frombuffer(data, dtype=np.int8)
+
+
+def read_long_string(value: Any) -> str:
+    """The text of a CHAR waveform's value (up to a NUL, if any)."""
+    data = np.asarray(value, dtype=np.int8).tobytes()
+    return data.split(b"\0", 1)[0].decode("utf-8", "replace")

@@ -138,7 +138,11 @@ class PutQueue:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bridgehost-epics-puts")
 
     def put(self, pv: str, value: Any, *, optional: bool = False) -> Awaitable[bool]:
-        """Queue a write; the returned future is True once it succeeded."""
+        """Queue a write; the returned future is True once it succeeded.
+
+        ``value`` may be a callable without arguments: it is called just
+        before the write, so a value that changes often (a location) can be
+        queued once and written as it is by then."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((pv, value, optional, done))
         return done
@@ -162,6 +166,8 @@ class PutQueue:
 
     async def _write(self, pv: str, value: Any, optional: bool) -> bool:
         try:
+            if callable(value):
+                value = value()
             async with asyncio.timeout(self.timeout_s):
                 await self.ctxt.put(pv, value, get=False)
         except Exception as e:

@@ -17,9 +17,9 @@ import logging
 import threading
 from typing import Any
 
-import numpy as np
 from p4p.client.asyncio import Context
 
+from bridgehost_epics.convert import long_string
 from bridgehost_epics.handshake import PutQueue
 from bridgehost_epics.names import LOG_LEVELS, StandardPVs
 
@@ -128,7 +128,7 @@ class LogPVs(logging.Handler):
         if len(data) > MAX_BYTES:  # keep the newest lines that fit, starting at a line
             data = data[-MAX_BYTES:]
             data = data[data.find(b"\n") + 1:] if b"\n" in data else data
-        return np.frombuffer(data, dtype=np.int8)
+        return long_string(data)
 
     async def _on_level(self, value: Any) -> None:
         if isinstance(value, Exception):

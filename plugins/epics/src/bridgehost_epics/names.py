@@ -22,6 +22,11 @@ from bridgehost.errors import InvalidField
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 """The states of the LogLevel mbbo, in order (index = state number)."""
 
+STEP_STATES = ("idle", "running", "pausing", "paused", "faulted", "halting", "completed", "skipped", "halted", "failed")
+"""The states of the State mbbi, in order (index = state number): ``idle``
+(no step job has run yet), then ``bridgehost_steps.machine.State``'s values
+(docs/steps.md, the state machine)."""
+
 
 def db_path() -> Path:
     """The path of the shipped ``bridgehost.db`` (load it with ``P=<prefix>``)."""
@@ -58,6 +63,16 @@ RECORDS = {
     "refused": "Refused",
     "log_level": "LogLevel",
     "silenced_loggers": "SilencedLoggers",
+    # step control (bridgehost_epics.steps)
+    "pause": "Pause",
+    "pause_count": "PauseCount",
+    "resume": "Resume",
+    "resume_count": "ResumeCount",
+    "halt": "Halt",
+    "halt_count": "HaltCount",
+    "state": "State",
+    "location": "Location",
+    "control_answer": "ControlAnswer",
 }
 
 

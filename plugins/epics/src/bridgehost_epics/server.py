@@ -2,9 +2,10 @@
 
 For a site without an IOC, the demo and the tests: p4p's PV Access server
 with one ``SharedPV`` per record of ``bridgehost.db``, behaving as the IOC's
-records do for what bridgehost relies on. A put to ``Trigger`` of 1 counts
-in ``TriggerCount``; a put to ``TaskStatus.RVAL`` sets the ``TaskStatus``
-state; every other PV holds what was last put.
+records do for what bridgehost relies on. A put of 1 to ``Trigger`` counts
+in ``TriggerCount`` (and to ``Pause``, ``Resume``, ``Halt`` in their own
+counts); a put to ``TaskStatus.RVAL`` sets the ``TaskStatus`` state; every
+other PV holds what was last put.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from p4p.nt import NTEnum, NTScalar
 from p4p.server import Server, StaticProvider
 from p4p.server.thread import SharedPV
 
-from bridgehost_epics.names import LOG_LEVELS, StandardPVs
+from bridgehost_epics.names import LOG_LEVELS, STEP_STATES, StandardPVs
 
 TASK_STATES = ("Success", "Task Fail", "IO Failure", "Code Crash", "Skipped", "Timeout", "Cancelled", "Busy", "Rejected")
 """TaskStatus states, as ``bridgehost.db`` and ``bridgehost.jobs.Status`` number them."""
@@ -46,26 +47,30 @@ def _scalar(code: str, initial: Any, handler: Any = None) -> SharedPV:
     return SharedPV(nt=NTScalar(code), initial=initial, handler=handler or _Store())
 
 
-def standard_records(prefix: str) -> dict[str, SharedPV]:
-    """The SharedPVs of ``bridgehost.db`` under ``prefix``, by PV name."""
-    pvs = StandardPVs(prefix)
+def _counted_bo(on: str) -> tuple[SharedPV, SharedPV]:
+    """A bo whose puts of 1 count in a calc on its FLNK: (bo, count)."""
     lock = threading.Lock()
     count = _scalar("d", 0.0)
-    status = _enum(TASK_STATES)
     counted = [0]
 
-    def on_trigger(value: Any) -> None:
+    def on_put(value: Any) -> None:
         if int(value) == 1:
             with lock:  # a put of 1 processes the record, whose FLNK counts it
                 counted[0] += 1
                 count.post(float(counted[0]), timestamp=time.time())
 
+    return _enum(("Idle", on), handler=_Store(on_put)), count
+
+
+def standard_records(prefix: str) -> dict[str, SharedPV]:
+    """The SharedPVs of ``bridgehost.db`` under ``prefix``, by PV name."""
+    pvs = StandardPVs(prefix)
+    status = _enum(TASK_STATES)
+
     def on_raw(value: Any) -> None:
         status.post(int(value), timestamp=time.time())
 
     records = {
-        pvs.trigger: _enum(("Idle", "Run"), handler=_Store(on_trigger)),
-        pvs.trigger_count: count,
         pvs.busy: _enum(("Idle", "Busy")),
         pvs.heartbeat: _enum(("Low", "High")),
         pvs.task_status: status,
@@ -77,6 +82,11 @@ def standard_records(prefix: str) -> dict[str, SharedPV]:
     }
     for level in LOG_LEVELS:
         records[pvs.log_pv(level)] = _scalar("ab", [])
+    for bo, on in (("trigger", "Run"), ("pause", "Pause"), ("resume", "Resume"), ("halt", "Halt")):
+        records[getattr(pvs, bo)], records[getattr(pvs, bo + "_count")] = _counted_bo(on)
+    records[pvs.state] = _enum(STEP_STATES)
+    records[pvs.location] = _scalar("ab", [])
+    records[pvs.control_answer] = _scalar("ab", [])
     return records
 
 

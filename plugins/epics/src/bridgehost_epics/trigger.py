@@ -32,6 +32,7 @@ from bridgehost.config import TriggerConfig
 from bridgehost.errors import InvalidField
 from bridgehost.jobs import Outcome, Request, Status
 
+from bridgehost_epics import steps as step_control
 from bridgehost_epics import transport as pva
 from bridgehost_epics.handshake import CountedPuts, PutQueue
 from bridgehost_epics.logpvs import LogPVs
@@ -73,6 +74,12 @@ class EpicsTriggerConfig(TriggerConfig, kw_only=True):
     log_lines: Annotated[int, msgspec.Meta(ge=1)] = 50
     log_rate_hz: Positive = 5.0
     transport: str = ""
+    step_control: bool | None = None
+    """The Pause, Resume, Halt, State, Location and ControlAnswer PVs of a
+    step or sequence task (``bridgehost_epics.steps``). Absent: on when the
+    task is a step or sequence; ``false``: off (a database without those
+    records); ``true``: required (an error if bridgehost-steps is missing or
+    the task is of another kind)."""
 
 
 class EpicsTrigger:
@@ -88,6 +95,7 @@ class EpicsTrigger:
         self.host = host
         self.pvs = StandardPVs(config.prefix)
         self.params = {**config.params, **({"pvs": dict(interface)} if config.pvs else {})}
+        self.steps = step_control.bind(config, host, self.params)
         self.pending = 0
         self.refused = 0
         self.runs = 0
@@ -108,6 +116,8 @@ class EpicsTrigger:
         if self.config.log_pvs:
             self._log_pvs = LogPVs(ctxt, self._writer, self.pvs, self.config.log_lines, self.config.log_rate_hz)
             self._log_pvs.start()
+        if self.steps is not None:
+            self.steps.start(ctxt, self._writer)
 
     async def stop(self) -> None:
         # Stop taking events; runs still finishing keep the writer to report.
@@ -115,6 +125,8 @@ class EpicsTrigger:
             await self._events.stop()
         if self._log_pvs is not None:
             self._log_pvs.stop()
+        if self.steps is not None:
+            await self.steps.stop()
 
     def _on_connect(self) -> None:
         assert self._writer is not None
@@ -144,6 +156,8 @@ class EpicsTrigger:
         if self.pending == 1:
             self._writer.put(self.pvs.busy, 1)
         request = Request(task=self.config.task, params=self.params, source=f"epics:{self.config.prefix}", ref=ref)
+        if self.steps is not None:
+            self.steps.submitted(request.id)
         self.host.submit(request).add_done_callback(lambda f: self._finished(ref, f.result()))
 
     def _refuse(self, ref: str, reason: str) -> None:
@@ -156,6 +170,8 @@ class EpicsTrigger:
     def _finished(self, ref: str, outcome: Outcome) -> None:
         assert self._writer is not None
         self.pending -= 1
+        if self.steps is not None:
+            self.steps.finished(outcome.job_id)
         if outcome.status is Status.BUSY:
             self._refuse(ref, outcome.error)
         else:

@@ -1,7 +1,8 @@
 """``StepsController``: the steps jobs of one host, addressed by job id.
 
 This is the Python control API every binding uses: the ZeroMQ topics
-(``bridgehost_steps.control``) and, later, EPICS PVs are thin adapters that
+(``bridgehost_steps.control``) and the EPICS PVs (``bridgehost_epics.steps``,
+in bridgehost-epics) are thin adapters that
 turn a message or a PV put into one of these calls and its ``Answer`` into a
 reply::
 
