@@ -110,3 +110,44 @@ def test_sigterm_answers_every_accepted_request_and_leaves_no_process(start_host
     # host as orphans if its shutdown had not killed them.
     gone, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
+
+
+def test_sigterm_ends_the_host_while_a_sync_callable_still_runs(start_host, tmp_path):
+    """A thread cannot be killed, but it must not hold a stopping host open:
+    a supervisor's SIGTERM ends the process after the grace period."""
+    started = tmp_path / "started"
+    (tmp_path / "stuck.py").write_text(
+        f"import pathlib, time\n\ndef run():\n    pathlib.Path({str(started)!r}).touch()\n    time.sleep(120)\n"
+    )
+    config = """
+[host]
+shutdown_grace_s = 0.5
+
+[[transports]]
+kind = "zmq"
+endpoint = "{endpoint}"
+
+[[triggers]]
+kind = "zmq"
+
+[[tasks]]
+name = "stuck"
+kind = "callable"
+target = "stuck:run"
+timeout_s = 300
+"""
+    host = start_host(config, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    with Client(host.endpoint) as client:
+        tid = client.send("stuck", {})
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert time.monotonic() < deadline, host.output()
+            time.sleep(0.05)
+        os.kill(host.proc.pid, signal.SIGTERM)
+        response = None
+        deadline = time.monotonic() + 20
+        while response is None and time.monotonic() < deadline:
+            client.poll(0.1)
+            response = client.take_response(tid)
+    assert response is not None and response.data["status"] == "CANCELLED", host.output()
+    assert host.proc.wait(timeout=20) == 0, host.output()

@@ -3,13 +3,14 @@ served, policies, statuses."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
 from epics_support import WAIT_S, Watch, deployment
 
-SUCCESS, TASK_FAIL, IO_FAILURE, CRASH = 0, 1, 2, 3
+SUCCESS, TASK_FAIL, IO_FAILURE, CRASH, CANCELLED = 0, 1, 2, 3, 6
 
 
 def runs(host) -> int:
@@ -161,3 +162,22 @@ def test_without_trigger_count_each_put_after_the_reset_runs(ioc, start_host):
             wait_runs(host, n)
     assert host.output().count("SUCCESS in") == 3
     assert "trigger_count = false" in host.output()
+
+
+def test_a_host_stopped_mid_run_reports_the_cancelled_job_and_drops_busy(ioc, start_host):
+    """SIGTERM during a run: after the grace the job is cancelled, and
+    TaskStatus (Cancelled), Busy=0 and Trigger=0 reach the IOC before the
+    process exits, so no client is left waiting on a Busy=1 nobody owns."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "slow", trigger="params = {sleep_s = 60}"), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "Busy"])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [1])  # the run started
+        host.proc.send_signal(signal.SIGTERM)
+        assert host.wait_exit() == 0, host.output()
+        assert "CANCELLED" in host.output()
+        assert int(c.get(P + "TaskStatus")) == CANCELLED
+        assert c.get(P + "Busy") == 0
+        assert c.get(P + "Trigger") == 0

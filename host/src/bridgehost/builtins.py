@@ -14,16 +14,19 @@ returns a dict (the result data), None (no data), or a ``Status`` (the
 epics-bridge style ``return TaskStatus.SUCCESS``); it may raise a
 ``bridgehost.errors.JobError`` subclass to pick the status.
 
-A sync function runs in a worker thread so the event loop stays live. A
-thread cannot be killed: on timeout the job ends TIMEOUT at once but the
-thread runs on to its end. Use the ``analysis`` kind (a process per run) for
-code that may hang.
+A sync function runs in a daemon thread of its own so the event loop stays
+live. A thread cannot be killed: on timeout the job ends TIMEOUT at once but
+the thread runs on to its end (or until the process exits: being a daemon,
+it does not hold a stopping host open). Use the ``analysis`` kind (a process
+per run) for code that may hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
+import threading
 from typing import TYPE_CHECKING, Any
 
 from bridgehost.config import TaskConfig
@@ -71,7 +74,38 @@ class CallableTask:
         args = () if self._arg is None else ((job,) if self._arg == "job" else (job.params,))
         if self._is_async:
             return await self.function(*args)
-        return await asyncio.to_thread(self.function, *args)
+        return await in_daemon_thread(self.function, *args)
+
+
+async def in_daemon_thread(function: Any, *args: Any) -> Any:
+    """``await function(*args)`` run in a new daemon thread, with the caller's
+    context variables (the job's log fields).
+
+    Not ``asyncio.to_thread``: the default executor's threads are joined
+    when ``asyncio.run`` ends, so a sync task still running when the host
+    stopped (cancelled after the grace, or timed out earlier) would hold the
+    process open until it returned, and a supervisor's SIGTERM would not end it.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():  # cancelled meanwhile: nobody waits
+            future.set_result(value) if ok else future.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome = (True, context.run(function, *args))
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting job
+            outcome = (False, e)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed: the host is gone
+            pass
+
+    threading.Thread(target=work, name=f"bridgehost-{getattr(function, '__name__', 'task')}", daemon=True).start()
+    return await future
 
 
 @hookimpl

@@ -189,10 +189,13 @@ class Host:
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop accepting, settle every accepted request, stop the components.
 
-        Queued jobs end CANCELLED at once; running jobs get ``grace_s``
-        (default ``[host] shutdown_grace_s``) seconds, then are cancelled and
-        end CANCELLED. Every accepted request's future is resolved before the
-        transports stop, so its reply can still be sent.
+        From the first moment ``submit`` answers REJECTED. Queued jobs end
+        CANCELLED at once; running jobs get ``grace_s`` (default ``[host]
+        shutdown_grace_s``) seconds, then are cancelled and end CANCELLED.
+        Only then are the components stopped, triggers first: every accepted
+        request's outcome reaches its trigger while the trigger and the
+        transports still run, so its reply (an IPC response, TaskStatus and
+        Busy=0 on the PVs) can still be sent.
         """
         if self.state in (HostState.STOPPING, HostState.STOPPED):
             return
@@ -200,9 +203,6 @@ class Host:
         grace = self.config.host.shutdown_grace_s if grace_s is None else grace_s
         log.info("host %r stopping (grace %.1f s)", self.name, grace)
         self.notify("host_stopping", host=self)
-        for component in reversed(self.components):
-            if component.kind is Kind.TRIGGER:
-                await self._stop_component(component)
         for lane in self.lanes.values():
             lane.cancel_waiting("the host stopped before the job started")
         running = [t for lane in self.lanes.values() for t in lane.running.values()]
@@ -213,9 +213,8 @@ class Host:
                 for lane in self.lanes.values():
                     lane.cancel_running()
                 await asyncio.wait(pending)
-        for component in reversed(self.components):
-            if component.kind is not Kind.TRIGGER:
-                await self._stop_component(component)
+        for component in reversed(self.components):  # triggers were built last
+            await self._stop_component(component)
         if self._liveness_task is not None:
             self._liveness_task.cancel()
         self.state = HostState.STOPPED

@@ -38,6 +38,9 @@ from bridgehost_epics.handshake import CountedPuts, PutQueue
 from bridgehost_epics.logpvs import LogPVs
 from bridgehost_epics.names import PVInterface, StandardPVs
 
+STOP_DRAIN_S = 10.0
+"""How long ``stop()`` waits for the last outcomes' PV writes."""
+
 if TYPE_CHECKING:
     from bridgehost.host import Host
 
@@ -97,6 +100,8 @@ class EpicsTrigger:
         self.params = {**config.params, **({"pvs": dict(interface)} if config.pvs else {})}
         self.steps = step_control.bind(config, host, self.params)
         self.pending = 0
+        self._idle = asyncio.Event()  # set while no accepted put awaits its outcome
+        self._idle.set()
         self.refused = 0
         self.runs = 0
         self._refs = itertools.count(1)
@@ -120,7 +125,18 @@ class EpicsTrigger:
             self.steps.start(ctxt, self._writer)
 
     async def stop(self) -> None:
-        # Stop taking events; runs still finishing keep the writer to report.
+        # The host stops triggers only after every job has its outcome; the
+        # outcomes' callbacks run on the next loop turns. Let them queue
+        # their writes, then write them all (TaskStatus, Busy=0, Trigger=0)
+        # before the context goes: a stopped host leaves no Busy=1 behind.
+        try:
+            async with asyncio.timeout(STOP_DRAIN_S):
+                await self._idle.wait()
+                if self._writer is not None:
+                    await self._writer.drain()
+        except TimeoutError:
+            log.warning("%s: PV writes not done %.0f s after the last job ended; stopping anyway",
+                        self.pvs.trigger, STOP_DRAIN_S)
         if self._events is not None:
             await self._events.stop()
         if self._log_pvs is not None:
@@ -153,6 +169,7 @@ class EpicsTrigger:
             self._refuse(ref, f"task {self.config.task!r} is running and on_busy = \"refuse\"")
             return
         self.pending += 1
+        self._idle.clear()
         if self.pending == 1:
             self._writer.put(self.pvs.busy, 1)
         request = Request(task=self.config.task, params=self.params, source=f"epics:{self.config.prefix}", ref=ref)
@@ -181,6 +198,7 @@ class EpicsTrigger:
         if not self.pending:
             self._writer.put(self.pvs.busy, 0)
             self._writer.put(self.pvs.trigger, 0)
+            self._idle.set()
 
     async def drain(self) -> None:
         """Wait until every PV write asked so far is done (tests, benchmarks)."""
