@@ -1,79 +1,124 @@
-"""The analysis child process: ``python -m bridgehost_analysis.child``.
+"""One analysis in a single-use process forked by the zygote.
 
-Started by ``bridgehost_analysis.runner`` for a single analysis, then gone,
-so no module or global state of a script outlives its run (the seed's
-"clean slate on every single run"). Reads a ``ChildSpec`` from stdin,
-limits itself, builds ``ctx`` from the datastore, imports the script under
-a unique module name, calls the function, checks the value and writes one
-``Reply`` to the result channel. Only the standard library is imported
-before the resource limits are in place.
+The zygote (``bridgehost_analysis.zygote``) forks a child ahead of demand
+and calls ``main`` in it. The child leaves the zygote's session, arranges
+to die with it, points its file descriptors 1 and 2 at the output pipe,
+applies the task's resource limits, and then waits for its ``ChildSpec`` on
+the reply socket. It builds ``ctx`` from the datastore, imports the script
+under a unique module name, calls the function, checks the value, sends one
+``Reply`` and exits, so no module or global state of a script outlives its
+run (the seed's "clean slate on every single run"): the next run is a new
+fork of the clean zygote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.util
 import faulthandler
-import json
+import gc
 import math
 import os
 import resource
+import signal
+import socket
 import sys
 import traceback
 import uuid
-from typing import Any
+from typing import Any, NoReturn
+
+import msgspec
+
+from bridgehost_analysis.datastore import Datastore, DatastoreError
+from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
+from bridgehost_analysis.protocol import REPLY_HEADER, ChildSpec, Limits, Reply
+
+# prctl(2) options, from <linux/prctl.h>.
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+MAX_MESSAGE_CHARS = 4000
+"""An error message longer than this is cut in its middle."""
+MAX_TRACEBACK_CHARS = 64 * 1024
+"""A traceback longer than this is cut in its middle."""
+ZYGOTE_NAME = b"bh-zygote"
+WAITING_NAME = b"bh-waiting"
+"""The name of a forked child until it gets its spec."""
+RUNNING_NAME = b"bh-analysis"
+"""The name of a child running its analysis (and of what it forks)."""
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def main() -> None:
-    # The reply goes to a private copy of the original stdout; fd 1 then
-    # points at stderr, so prints of the script, and of any process it
-    # starts, land in the captured output instead of corrupting the reply.
-    channel = os.fdopen(os.dup(1), "wb")  # os.dup: not inherited by the script's children
-    os.dup2(2, 1)
-    raw = json.loads(sys.stdin.buffer.read())
-    _limit(raw.get("memory_limit_mb"), raw.get("cpu_limit_s"))
-    faulthandler.enable()  # a segfault prints the Python stack to the captured output
-    sys.dont_write_bytecode = True  # leave no __pycache__ in the datastore's scripts folder
-
-    import msgspec
-
-    from bridgehost_analysis.protocol import ChildSpec, Reply
-
-    exit_code = 0
+def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int) -> NoReturn:
+    """Run in a freshly forked child: isolate, wait for the spec, run it,
+    reply, exit. Never returns. An unused child (the host closed the reply
+    socket without a spec) exits 0 quietly."""
+    exit_code = 70  # EX_SOFTWARE: a bug of the runner itself
     try:
-        reply = _analyse(msgspec.convert(raw, ChildSpec))
-    except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
-        code = e.code
-        exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=str(code), traceback=_format(e))
-    except BaseException as e:  # everything the script raises is reported
-        reply = Reply(
-            ok=False,
-            kind="raised",
-            message=_describe(e),
-            traceback=_format(e),
-            out_of_memory=isinstance(e, MemoryError),
-        )
-    try:
-        channel.write(msgspec.json.encode(reply))
-        channel.close()
-    except BaseException:  # the parent is gone, or memory is: nobody to tell
-        exit_code = exit_code or 70
+        _isolate(output_fd, zygote_pid)
+        _limit(limits)
+        gc.enable()
+        np = sys.modules.get("numpy")
+        if np is not None:  # forks share the zygote's generator state: draw a new seed
+            np.random.seed()  # (``random`` reseeds itself at fork)
+        raw = _receive(channel)
+        if raw:
+            set_name(RUNNING_NAME)
+        exit_code = _run(raw, channel) if raw else 0
+    finally:
+        _flush()
+        # os._exit: threads the script left running and atexit hooks must not hold the process.
+        os._exit(exit_code)
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):  # a script may have closed or replaced them
             stream.flush()
-    # os._exit: threads the script left running and atexit hooks must not hold the process.
-    os._exit(exit_code)
 
 
-def _limit(memory_limit_mb: int | None, cpu_limit_s: float | None) -> None:
-    """Apply RLIMIT_AS and RLIMIT_CPU, and no core files (the working
-    directory is the run folder)."""
+def _isolate(output_fd: int, zygote_pid: int) -> None:
+    """Its own session and process group; killed if the zygote dies; the
+    reaper of orphaned descendants (so a process the script double-forks
+    stays in this process's tree until the zygote kills the tree); the
+    output pipe on file descriptors 1 and 2."""
+    os.setsid()
+    set_name(WAITING_NAME)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote_pid:  # the zygote died before PDEATHSIG was armed
+        os._exit(0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    faulthandler.enable()  # a segfault prints the Python stack to the captured output
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the datastore's scripts folder
+
+
+def set_name(name: bytes) -> None:
+    """Name this process (``/proc/<pid>/comm``, what ``ps -e`` and ``top``
+    show), so an operator sees which processes are which."""
+    _libc.prctl(PR_SET_NAME, name, 0, 0, 0)
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+
+
+def _limit(limits: Limits) -> None:
+    """Apply RLIMIT_AS, RLIMIT_CPU and RLIMIT_NPROC as configured, and no
+    core files (the working directory is the run folder)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_limit_mb is not None:
-        _setrlimit(resource.RLIMIT_AS, memory_limit_mb << 20, memory_limit_mb << 20)
-    if cpu_limit_s is not None:
-        soft = max(1, math.ceil(cpu_limit_s))
+    if limits.memory_limit_mb is not None:
+        _setrlimit(resource.RLIMIT_AS, limits.memory_limit_mb << 20, limits.memory_limit_mb << 20)
+    if limits.cpu_limit_s is not None:
+        soft = max(1, math.ceil(limits.cpu_limit_s))
         _setrlimit(resource.RLIMIT_CPU, soft, soft + 1)  # SIGXCPU at soft, SIGKILL a second later
+    if limits.nproc_limit is not None:
+        _setrlimit(resource.RLIMIT_NPROC, limits.nproc_limit, limits.nproc_limit)
 
 
 def _setrlimit(which: int, soft: int, hard: int) -> None:
@@ -83,18 +128,45 @@ def _setrlimit(which: int, soft: int, hard: int) -> None:
     resource.setrlimit(which, (soft, hard))
 
 
-def _analyse(spec: Any) -> Any:
-    import importlib.util
+def _receive(channel: socket.socket) -> bytes:
+    """The spec: everything up to the host's shutdown of its side."""
+    data = bytearray()
+    while chunk := channel.recv(1 << 16):
+        data += chunk
+    return bytes(data)
 
-    import msgspec
 
-    from bridgehost_analysis.datastore import Datastore, DatastoreError
-    from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
-    from bridgehost_analysis.protocol import Reply
+def _run(raw: bytes, channel: socket.socket) -> int:
+    """Run the spec in ``raw``, send the reply; return the exit code."""
+    exit_code = 0
+    try:
+        reply = _analyse(msgspec.json.decode(raw, type=ChildSpec))
+    except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
+        code = e.code
+        exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=_clip(str(code), MAX_MESSAGE_CHARS), traceback=_format(e))
+    except BaseException as e:  # everything the script raises is reported
+        reply = Reply(
+            ok=False,
+            kind="raised",
+            message=_describe(e),
+            traceback=_format(e),
+            out_of_memory=isinstance(e, MemoryError),
+        )
+    _flush()  # the output comes before the reply: the host has it all once the reply is in
+    try:
+        data = msgspec.json.encode(reply)
+        channel.sendall(len(data).to_bytes(REPLY_HEADER, "big") + data)
+        channel.close()
+    except BaseException:  # the host is gone, or memory is: nobody to tell
+        exit_code = exit_code or 70
+    return exit_code
 
+
+def _analyse(spec: ChildSpec) -> Reply:
     run = Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id)
     try:
-        ctx = run.ctx(spec.custom_params, as_lists=spec.raw_data == "lists")
+        ctx = run.ctx(spec.custom_params, as_lists=spec.raw_data == "lists", mmap=spec.raw_data == "mmap")
     except (DatastoreError, OSError) as e:
         return Reply(ok=False, kind="io", message=f"reading run {spec.run_id!r} failed: {e}")
 
@@ -130,7 +202,16 @@ def _analyse(spec: Any) -> Any:
     try:
         data = msgspec.json.encode(to_json_value(value, "result"))
     except NotJSONError as e:
-        return Reply(ok=False, kind="bad_result", message=f"{label} returned a dict that is not JSON data: {e}")
+        return Reply(ok=False, kind="bad_result", message=_clip(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
+    except MemoryError:
+        del value  # frees what the script built, if nothing else holds it
+        return Reply(
+            ok=False,
+            kind="bad_result",
+            message=f"{label} returned a dict too large to encode as JSON within memory_limit_mb: "
+            "return less (leave big arrays in the datastore)",
+            out_of_memory=True,
+        )
     if len(data) > spec.max_result_bytes:
         return Reply(
             ok=False,
@@ -146,8 +227,19 @@ def _type_of(value: object) -> str:
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    try:
+        text = str(e)
+    except BaseException:  # a broken __str__ of the script's own exception
+        text = "<str() of the exception failed>"
+    return _clip(f"{type(e).__name__}: {text}" if text else type(e).__name__, MAX_MESSAGE_CHARS)
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text``, or its start and end with how much was cut between them."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}[... {len(text) - 2 * keep} characters not shown ...]{text[-keep:]}"
 
 
 def _format(e: BaseException) -> str:
@@ -161,10 +253,7 @@ def _format(e: BaseException) -> str:
             tb = tb.tb_next
         if tb is None and not isinstance(e, SyntaxError):  # raised by the runner itself: keep it all
             tb = e.__traceback__
-        return "".join(traceback.format_exception(type(e), e, tb))
+        return _clip("".join(traceback.format_exception(type(e), e, tb)), MAX_TRACEBACK_CHARS)
     except BaseException:  # e.g. MemoryError again while formatting
         return _describe(e)
 
-
-if __name__ == "__main__":
-    main()
