@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError
-from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
+from bridgehost_analysis.jsonvalue import NotJSONError, TooLarge, to_json_value
 from bridgehost_analysis.protocol import REPLY_HEADER, ChildSpec, Limits, Reply
 
 # prctl(2) options, from <linux/prctl.h>.
@@ -200,7 +200,14 @@ def _analyse(spec: ChildSpec) -> Reply:
             message=f"{label} must return a dict, it returned {_type_of(value)}",
         )
     try:
-        data = msgspec.json.encode(to_json_value(value, "result"))
+        data = msgspec.json.encode(to_json_value(value, "result", max_bytes=spec.max_result_bytes))
+    except TooLarge as e:
+        return Reply(
+            ok=False,
+            kind="bad_result",
+            message=f"{label} returned a dict over max_result_bytes ({spec.max_result_bytes}): {e}; "
+            "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
+        )
     except NotJSONError as e:
         return Reply(ok=False, kind="bad_result", message=_clip(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
     except MemoryError:
