@@ -118,16 +118,37 @@ def test_stop_leaves_no_process(run, script, make_task) -> None:
     async def use_and_stop():
         await task.start()
         await task.run(_job(run.request(script("good.py", GOOD))))
-        zygote = task.runner.zygote.pid
-        procs = [psutil.Process(zygote), *psutil.Process(zygote).children()]
+        zygote = psutil.Process(task.runner.zygote.pid)
+        while sorted(c.name() for c in zygote.children()) != ["bh-waiting"] * 3:
+            await asyncio.sleep(0.02)  # the used child exits, its replacement is forked
+        procs = [zygote, *zygote.children()]
         await task.stop()
         return procs
 
-    procs = asyncio.run(use_and_stop())
-    assert len(procs) >= 4  # the zygote and its waiting children
+    procs = asyncio.run(asyncio.wait_for(use_and_stop(), 20))
+    assert len(procs) == 4  # the zygote and its waiting children
     _, alive = psutil.wait_procs(procs, timeout=5)
     assert alive == []
     assert psutil.Process().children(recursive=True) == []
+
+
+def test_the_zygote_keeps_prefork_children_waiting(run, script, make_task) -> None:
+    task = make_task(prefork=3, concurrency=2)
+    good = script("good.py", GOOD)
+
+    async def runs():
+        await task.start()
+        for _ in range(4):
+            await asyncio.gather(*(task.run(_job(run.request(good))) for _ in range(3)))
+        zygote = psutil.Process(task.runner.zygote.pid)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the last children exit after their reply, their replacements come
+            names = sorted(c.name() for c in zygote.children())
+            if names == ["bh-waiting"] * 3 or asyncio.get_running_loop().time() > deadline:
+                return names, len(task.runner.zygote.ready)
+            await asyncio.sleep(0.02)
+
+    assert asyncio.run(_and_stop(task, runs())) == (["bh-waiting"] * 3, 3)
 
 
 def test_json_size_is_bounded_before_encoding() -> None:

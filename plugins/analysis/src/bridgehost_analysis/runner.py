@@ -201,7 +201,7 @@ class Zygote:
                 ended = exited.result()
                 # Every process that held the channels is dead: their ends come at once.
                 await asyncio.wait([output.done, reply.done], timeout=_DRAIN_S)
-                reason: Reason = ended.reason or ("output" if output.limited else "")
+                reason: Reason = "output" if output.limited else ended.reason
                 finished = Finished(reply.body(), ended.returncode, output.text(), reply.overflow, reason)
             return finished
         finally:
@@ -263,7 +263,6 @@ class Zygote:
                 with contextlib.suppress(ValueError):
                     self.waiters.remove(waiter)
         self.running[child.pid] = asyncio.get_running_loop().create_future()
-        self._send(Started(child.pid, replace=not self.single_use))
         return child
 
     def _on_control(self) -> None:

@@ -270,6 +270,12 @@ def main(argv: list[str]) -> int:
 
 def _fail(control: socket.socket, message: str) -> int:
     with contextlib.suppress(OSError):
+        # Read what the host sent first: closing a socket with unread data
+        # resets the connection, and the host could lose the message below.
+        control.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while control.recv(4096):
+                pass
         control.send(_encode(Failed(message)))
     print(f"bridgehost-analysis zygote: {message}", file=sys.stderr)
     return 2
