@@ -107,6 +107,7 @@ def ms(seconds: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(values), 2),
         "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 2),
+        "max_ms": round(values[-1], 2),
     }
 
 

@@ -16,6 +16,10 @@ prints one JSON line:
 - ``baseline_subprocess_p50_ms`` (the obvious implementation),
   ``ratio_vs_subprocess`` (baseline p50 / zygote p50),
   ``subprocess_runner_p50_ms`` (``runner = "subprocess"``);
+- ``timeout_margin_ms``: how long after its ``timeout_s`` (0.5 s) the answer
+  to a hung script comes (p50 and max of ``--hostile`` requests), all its
+  processes killed; ``fork_bomb_ms``: request to answer for a fork bomb
+  (``max_processes`` 64), all its processes killed;
 - ``idle_cpu_percent`` of the host and its processes over ``--idle-s``
   seconds with nothing to do, and their RSS (``rss_mb``: host, zygote,
   waiting children; ``uss_mb``: memory only they hold, the shared copy-on-write
@@ -41,6 +45,7 @@ from pathlib import Path
 import psutil
 from _host import loadavg, ms, running_host, timed_calls
 from bridgehost_analysis.datastore import Datastore
+from bridgehost_ipc.client import Client
 
 CONFIG = """
 [host]
@@ -68,12 +73,23 @@ datastore = "./datastore"
 concurrency = 2
 
 [[tasks]]
+name = "hang.run_analysis"
+kind = "analysis"
+datastore = "./datastore"
+timeout_s = 0.5
+
+[[tasks]]
 name = "obvious.run_analysis"
 kind = "callable"
 target = "bench_obvious:run_analysis"
 concurrency = 2
 """
 SCRIPT = "def calculate_results(ctx):\n    return {'n': len(ctx['cycle_history'])}\n"
+HOSTILE = {
+    "hang.py": "def calculate_results(ctx):\n    while True:\n        pass\n",
+    "bomb.py": "import os\ndef calculate_results(ctx):\n    while True:\n        try:\n            os.fork()\n"
+    "        except OSError:\n            pass\n",
+}
 OBVIOUS = '''"""The obvious implementation: a new python process per request, which
 reads the run's files and calls the script."""
 
@@ -147,6 +163,19 @@ def throughput(endpoint: str, request: dict, clients: int, per_client: int) -> t
     return len(latencies) / elapsed, latencies
 
 
+def hostile(endpoint: str, request: dict, topic: str, count: int) -> list[float]:
+    """Round trips of a request that must fail; seconds."""
+    times = []
+    with Client(endpoint) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            response = client.call(topic, request, timeout_s=60)
+            times.append(time.perf_counter() - started)
+            if response.success:
+                raise SystemExit(f"{request['script']} succeeded")
+    return times
+
+
 def footprint(family: list[psutil.Process]) -> dict[str, float]:
     rss = uss = 0
     for p in family:
@@ -159,13 +188,17 @@ def footprint(family: list[psutil.Process]) -> dict[str, float]:
     return {"rss_mb": round(rss / 2**20, 1), "uss_mb": round(uss / 2**20, 1), "processes": len(family)}
 
 
-def measure(folder: Path, requests: int, clients: int, baseline_requests: int, idle_s: float) -> dict:
+def measure(
+    folder: Path, requests: int, clients: int, baseline_requests: int, hostile_requests: int, idle_s: float
+) -> dict:
     store = Datastore(folder / "datastore")
     (store.scripts_dir).mkdir(parents=True)
     (store.scripts_dir / "trivial.py").write_text(SCRIPT)
     run = store.run("bench", "trivial", "r1")
     run.save(project={"customer": "bench"}, configuration={"speed": 10.0})
     run.append_cycle({"cycle_index": 1})
+    for name, source in HOSTILE.items():
+        (store.scripts_dir / name).write_text(source)
     (folder / "bench_obvious.py").write_text(OBVIOUS)
     request = run.request("trivial.py")
     with running_host(folder, CONFIG) as host:
@@ -179,6 +212,8 @@ def measure(folder: Path, requests: int, clients: int, baseline_requests: int, i
         cpu_per_run = (cpu_seconds(host.family()) - cpu_before) / len(loaded)
         baseline = timed_calls(endpoint, "obvious.run_analysis", request, baseline_requests)
         fallback = timed_calls(endpoint, "subprocess.run_analysis", request, baseline_requests)
+        hung = hostile(endpoint, run.request("hang.py"), "hang.run_analysis", hostile_requests)
+        bomb = hostile(endpoint, run.request("bomb.py"), "python.run_analysis", hostile_requests)
         time.sleep(1.0)  # the last children exit, replacements are forked
         family = host.family()
         cpu_before, wall_before = cpu_seconds(family), time.monotonic()
@@ -198,6 +233,8 @@ def measure(folder: Path, requests: int, clients: int, baseline_requests: int, i
         "baseline_subprocess_p50_ms": baseline_ms["p50_ms"],
         "ratio_vs_subprocess": round(baseline_ms["p50_ms"] / zygote["p50_ms"], 1),
         "subprocess_runner_p50_ms": fallback_ms["p50_ms"],
+        "timeout_margin_ms": {k: round(v - 500, 1) for k, v in ms(hung).items()},
+        "fork_bomb_ms": ms(bomb),
         "idle_cpu_percent": round(idle_cpu * 100, 2),
         "idle_rss_mb": memory["rss_mb"],
         "idle_uss_mb": memory["uss_mb"],
@@ -211,10 +248,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500, help="sequential requests, and in all for the clients")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--baseline-requests", type=int, default=50)
+    parser.add_argument("--hostile", type=int, default=10, help="requests of each hostile script")
     parser.add_argument("--idle-s", type=float, default=5.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bridgehost-bench-") as tmp:
-        figures = measure(Path(tmp), args.requests, args.clients, args.baseline_requests, args.idle_s)
+        figures = measure(Path(tmp), args.requests, args.clients, args.baseline_requests, args.hostile, args.idle_s)
     print(json.dumps(figures))
     return 0
 

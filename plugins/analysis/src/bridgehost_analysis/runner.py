@@ -72,8 +72,9 @@ class ZygoteFailed(RuntimeError):
 @dataclass(frozen=True)
 class Finished:
     """What a child left: its reply bytes (``None`` if it wrote none, or too
-    many: ``overflow``), its return code (negative: killed by that signal),
-    the tail of its stdout/stderr, and ``reason`` if the runner killed it:
+    many: ``overflow``), its return code (negative: killed by that signal;
+    0 when the reply came whole, as its exit is not waited for), the tail
+    of its stdout/stderr, and ``reason`` if the runner killed it:
     ``processes`` (over ``max_processes``), ``output`` (over
     ``output_limit_bytes``), ``zygote`` (the zygote died)."""
 
@@ -366,9 +367,20 @@ class ZygoteRunner:
             self.zygote = zygote
 
     async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
-        await self.start()
-        assert self.zygote is not None
-        return await self.zygote.run(spec, max_output_bytes=max_output_bytes, output_limit_bytes=output_limit_bytes)
+        """``Zygote.run`` on the zygote, started again first if it is gone.
+        If it dies before a child took the spec, the run goes to the next
+        zygote; if it dies during the run, ``reason`` says so."""
+        for attempt in (1, 2):
+            await self.start()
+            assert self.zygote is not None
+            try:
+                return await self.zygote.run(
+                    spec, max_output_bytes=max_output_bytes, output_limit_bytes=output_limit_bytes
+                )
+            except ZygoteFailed:  # only before a child has the spec: nothing ran
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def stop(self) -> None:
         if self.zygote is not None:

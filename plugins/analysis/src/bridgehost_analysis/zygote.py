@@ -61,8 +61,8 @@ def children_of(pid: int) -> list[int]:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
                 found.extend(map(int, f.read().split()))
-    except (FileNotFoundError, ProcessLookupError):
-        pass  # it, or that thread, just ended
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass  # it, or that thread, just ended; or it is not ours to look at
     return found
 
 
@@ -86,14 +86,14 @@ def stop_and_kill(roots: Iterable[int]) -> set[int]:
             if pid in seen:
                 continue
             seen.add(pid)
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # e.g. a setuid program
                 os.kill(pid, signal.SIGSTOP)
             pending.extend(children_of(pid))
         # A process may have forked before its SIGSTOP landed, or been
         # re-parented under one already seen: look again until nothing is new.
         pending = [c for pid in seen for c in children_of(pid) if c not in seen]
     for pid in seen:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return seen
 
