@@ -23,6 +23,20 @@ import psutil
 from bridgehost_ipc.client import Client
 
 
+ZMQ_HOST = """
+[host]
+name = "bench"
+
+[[transports]]
+kind = "zmq"
+endpoint = "{endpoint}"
+
+[[triggers]]
+kind = "zmq"
+"""
+"""The start of a benchmark's config: a host serving requests over ZeroMQ."""
+
+
 @dataclass
 class HostProcess:
     proc: subprocess.Popen[bytes]
@@ -87,17 +101,18 @@ def _wait_ready(host: HostProcess) -> None:
                     raise SystemExit(f"the host did not answer host.ping:\n{host.log.read_text()}") from None
 
 
-def timed_calls(endpoint: str, topic: str, data: dict, count: int) -> list[float]:
+def timed_calls(endpoint: str, topic: str, data: dict, count: int, *, fail: bool = False) -> list[float]:
     """Call ``topic`` ``count`` times in a row; the round trips in seconds.
-    A failed call ends the benchmark with its error."""
+    A call that does not succeed (or with ``fail``, one that does) ends the
+    benchmark with its error."""
     times = []
     with Client(endpoint) as client:
         for _ in range(count):
             started = time.perf_counter()
             response = client.call(topic, data, timeout_s=120)
             times.append(time.perf_counter() - started)
-            if not response.success:
-                raise SystemExit(f"{topic} failed: {response.error_message}")
+            if response.success == fail:
+                raise SystemExit(f"{topic} {'succeeded' if fail else 'failed'}: {response.error_message}")
     return times
 
 

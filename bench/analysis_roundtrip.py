@@ -43,21 +43,10 @@ import time
 from pathlib import Path
 
 import psutil
-from _host import loadavg, ms, running_host, timed_calls
+from _host import ZMQ_HOST, loadavg, ms, running_host, timed_calls
 from bridgehost_analysis.datastore import Datastore
-from bridgehost_ipc.client import Client
 
-CONFIG = """
-[host]
-name = "bench"
-
-[[transports]]
-kind = "zmq"
-endpoint = "{endpoint}"
-
-[[triggers]]
-kind = "zmq"
-
+CONFIG = ZMQ_HOST + """
 [[tasks]]
 name = "python.run_analysis"
 kind = "analysis"
@@ -163,19 +152,6 @@ def throughput(endpoint: str, request: dict, clients: int, per_client: int) -> t
     return len(latencies) / elapsed, latencies
 
 
-def hostile(endpoint: str, request: dict, topic: str, count: int) -> list[float]:
-    """Round trips of a request that must fail; seconds."""
-    times = []
-    with Client(endpoint) as client:
-        for _ in range(count):
-            started = time.perf_counter()
-            response = client.call(topic, request, timeout_s=60)
-            times.append(time.perf_counter() - started)
-            if response.success:
-                raise SystemExit(f"{request['script']} succeeded")
-    return times
-
-
 def footprint(family: list[psutil.Process]) -> dict[str, float]:
     rss = uss = 0
     for p in family:
@@ -212,8 +188,8 @@ def measure(
         cpu_per_run = (cpu_seconds(host.family()) - cpu_before) / len(loaded)
         baseline = timed_calls(endpoint, "obvious.run_analysis", request, baseline_requests)
         fallback = timed_calls(endpoint, "subprocess.run_analysis", request, baseline_requests)
-        hung = hostile(endpoint, run.request("hang.py"), "hang.run_analysis", hostile_requests)
-        bomb = hostile(endpoint, run.request("bomb.py"), "python.run_analysis", hostile_requests)
+        hung = timed_calls(endpoint, "hang.run_analysis", run.request("hang.py"), hostile_requests, fail=True)
+        bomb = timed_calls(endpoint, "python.run_analysis", run.request("bomb.py"), hostile_requests, fail=True)
         time.sleep(1.0)  # the last children exit, replacements are forked
         family = host.family()
         cpu_before, wall_before = cpu_seconds(family), time.monotonic()

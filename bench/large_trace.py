@@ -30,20 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _host import loadavg, ms, running_host, timed_calls
+from _host import ZMQ_HOST, loadavg, ms, running_host, timed_calls
 from bridgehost_analysis.datastore import Datastore
 
-CONFIG = """
-[host]
-name = "bench"
-
-[[transports]]
-kind = "zmq"
-endpoint = "{endpoint}"
-
-[[triggers]]
-kind = "zmq"
-
+CONFIG = ZMQ_HOST + """
 [[tasks]]
 name = "python.run_analysis"
 kind = "analysis"
