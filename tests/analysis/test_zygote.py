@@ -48,6 +48,25 @@ def test_each_run_starts_from_the_clean_zygote(run, script, make_task, analyse) 
     assert first["np"] != second["np"] and first["random"] != second["random"]
 
 
+def test_limits_are_set_in_each_run(run, script, make_task, analyse) -> None:
+    name = script(
+        "limits.py",
+        """
+        import resource
+        def calculate_results(ctx):
+            return {k: list(resource.getrlimit(getattr(resource, k))) for k in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_CORE")}
+        """,
+    )
+    task = make_task(memory_limit_mb=512, cpu_limit_s=2.5, nproc_limit=200)
+    for _ in range(2):  # the second run is another fork, limited the same
+        assert analyse(task, run.request(name)) == {
+            "RLIMIT_AS": [512 << 20, 512 << 20],
+            "RLIMIT_CPU": [3, 4],  # SIGXCPU at 3 s (rounded up), SIGKILL a second later
+            "RLIMIT_NPROC": [200, 200],  # not enforced for root: max_processes is the bound there
+            "RLIMIT_CORE": [0, 0],
+        }
+
+
 def test_traces_as_memory_maps_and_per_request(run, script, make_task, analyse) -> None:
     name = script(
         "kinds.py",
@@ -149,6 +168,25 @@ def test_the_zygote_keeps_prefork_children_waiting(run, script, make_task) -> No
             await asyncio.sleep(0.02)
 
     assert asyncio.run(_and_stop(task, runs())) == (["bh-waiting"] * 3, 3)
+
+
+def test_a_waiting_child_killed_from_outside_is_replaced(run, script, make_task) -> None:
+    task = make_task(prefork=2)
+    good = script("good.py", GOOD)
+
+    async def kill_one():
+        await task.start()
+        zygote = psutil.Process(task.runner.zygote.pid)
+        victim = zygote.children()[0]
+        victim.kill()
+        deadline = asyncio.get_running_loop().time() + 10
+        while victim.pid in [c.pid for c in zygote.children()] or len(zygote.children()) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the killed child was not replaced"
+            await asyncio.sleep(0.02)
+        results = [await task.run(_job(run.request(good))) for _ in range(3)]
+        return results, victim.pid not in [c.pid for c in task.runner.zygote.ready]
+
+    assert asyncio.run(_and_stop(task, kill_one())) == ([{"n": 4}] * 3, True)
 
 
 def test_json_size_is_bounded_before_encoding() -> None:

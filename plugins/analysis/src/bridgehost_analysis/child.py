@@ -65,7 +65,8 @@ def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int
         np_random = sys.modules.get("numpy.random")
         if np_random is not None:
             np_random.seed()
-        _warm()
+        with contextlib.suppress(Exception):  # only a head start: e.g. a tiny memory_limit_mb
+            _warm()
         raw = _receive(channel)
         if raw:
             set_name(RUNNING_NAME)

@@ -56,6 +56,10 @@ REPLY_OVERHEAD = 1 << 20
 an error reply with a long traceback."""
 START_S = 120.0
 """How long a zygote may take to import its preload and fork a child."""
+MAX_EARLY_DEATHS = 20
+"""Waiting children that may die before their run, since the last reply,
+before the zygote is given up as broken (and started again on the next
+request)."""
 _REAP_S = 5.0
 _DRAIN_S = 1.0
 _decode = msgspec.json.Decoder(FromZygote).decode
@@ -118,6 +122,7 @@ class Zygote:
         self.running: dict[int, asyncio.Future[Exited]] = {}
         self._started: asyncio.Future[None] | None = None
         self._ending: set[asyncio.Future[None]] = set()
+        self._early_deaths = 0  # waiting children that died since the last reply
 
     @property
     def pid(self) -> int | None:
@@ -196,6 +201,7 @@ class Zygote:
             self._send(Started(child.pid, replace=not self.single_use))  # after the spec: its fork can wait
             await asyncio.wait([reply.whole, exited], return_when=asyncio.FIRST_COMPLETED)
             if reply.whole.done():
+                self._early_deaths = 0
                 output.drain(pipe)  # the child wrote its output before its reply
                 finished = Finished(reply.body(), 0, output.text())
             else:
@@ -306,11 +312,18 @@ class Zygote:
             if not future.done():
                 future.set_result(message)
             return
-        for child in self.ready:  # a waiting child died (killed from outside)
+        for child in self.ready:  # a waiting child died (killed from outside?)
             if child.pid == message.pid:
                 self.ready.remove(child)
                 child.close()
-                if not self.single_use:
+                self._early_deaths += 1
+                if self._early_deaths > MAX_EARLY_DEATHS:  # not from outside: do not fork in a loop
+                    self._lost(
+                        f"{self._early_deaths} children died before their run (the last with code "
+                        f"{message.returncode}); see the host's stderr"
+                    )
+                elif not self.single_use:
+                    log.warning("analysis child %s died before its run (code %s)", message.pid, message.returncode)
                     self._send(Fork(1))
                 return
 
