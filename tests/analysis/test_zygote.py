@@ -189,6 +189,19 @@ def test_a_waiting_child_killed_from_outside_is_replaced(run, script, make_task)
     assert asyncio.run(_and_stop(task, kill_one())) == ([{"n": 4}] * 3, True)
 
 
+def test_the_hosts_ends_of_the_channels_are_not_inherited(make_task) -> None:
+    task = make_task(prefork=2)
+
+    async def flags():
+        await task.start()
+        ready = task.runner.zygote.ready
+        while len(ready) < 2:
+            await asyncio.sleep(0.01)
+        return [os.get_inheritable(fd) for c in ready for fd in (c.reply.fileno(), c.output_fd)]
+
+    assert asyncio.run(_and_stop(task, flags())) == [False] * 4
+
+
 def test_json_size_is_bounded_before_encoding() -> None:
     assert to_json_value({"x": "a" * 100}, max_bytes=200) == {"x": "a" * 100}
     with pytest.raises(TooLarge, match=r"longer than 100 bytes by result\['x'\]"):

@@ -285,6 +285,8 @@ class Zygote:
             if not data:
                 self._lost(f"the zygote (pid {self.pid}) exited; see the host's stderr for why")
                 return
+            for fd in fds:  # a process the host starts must not hold a child's channels
+                os.set_inheritable(fd, False)  # (recv_fds drops MSG_CMSG_CLOEXEC in CPython 3.11)
             message = _decode(data)
             if isinstance(message, Ready) and len(fds) == 2:
                 self._ready(_Child(message.pid, socket.socket(fileno=fds[0]), fds[1]))
