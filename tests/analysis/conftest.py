@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -66,13 +66,30 @@ def make_task(tmp_path: Path) -> Callable[..., AnalysisTask]:
 
 
 @pytest.fixture
-def analyse() -> Callable[..., Any]:
+def analyse() -> Iterator[Callable[..., Any]]:
     """``analyse(task, params, timeout=20)``: run one job as the host would;
     returns the result or raises what ``run`` raised (TimeoutError when the
-    timeout cancelled it)."""
+    timeout cancelled it). All calls of a test share one event loop, as in a
+    host; each task is started on first use and stopped at the end."""
+    started: list[AnalysisTask] = []
 
-    def call(task: AnalysisTask, params: dict[str, Any], timeout: float = 20.0) -> Any:
+    async def run(task: AnalysisTask, params: dict[str, Any], timeout: float) -> Any:
+        if task not in started:
+            await task.start()
+            started.append(task)
         job = Job(Request(task=TASK, params=params))
-        return asyncio.run(asyncio.wait_for(task.run(job), timeout))
+        return await asyncio.wait_for(task.run(job), timeout)
 
-    return call
+    async def stop() -> None:
+        for task in started:
+            await task.stop()
+
+    with asyncio.Runner() as runner:
+
+        def call(task: AnalysisTask, params: dict[str, Any], timeout: float = 20.0) -> Any:
+            return runner.run(run(task, params, timeout))
+
+        try:
+            yield call
+        finally:
+            runner.run(stop())

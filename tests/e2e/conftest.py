@@ -1,6 +1,7 @@
 """Whole deployments: `bridgehost run` in its own process, real ZeroMQ
 clients, real analysis processes."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -35,6 +36,24 @@ class RunningHost:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+
+    def analyses(self) -> list[psutil.Process]:
+        """Descendants other than the analysis zygote and the children it
+        keeps waiting for a run: what runs, or was left behind."""
+        found = []
+        for p in self.descendants():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.name() not in ("bh-zygote", "bh-waiting") and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p)
+        return found
+
+    def settled(self, within: float = 5.0) -> list[psutil.Process]:
+        """``analyses()`` once it is empty, or at the end of ``within`` s:
+        a child that replied may still be exiting."""
+        deadline = time.monotonic() + within
+        while (found := self.analyses()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return found
 
     def output(self) -> str:
         return self.log.read_text()

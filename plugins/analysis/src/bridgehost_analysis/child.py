@@ -1,79 +1,129 @@
-"""The analysis child process: ``python -m bridgehost_analysis.child``.
+"""One analysis in a single-use process forked by the zygote.
 
-Started by ``bridgehost_analysis.runner`` for a single analysis, then gone,
-so no module or global state of a script outlives its run (the seed's
-"clean slate on every single run"). Reads a ``ChildSpec`` from stdin,
-limits itself, builds ``ctx`` from the datastore, imports the script under
-a unique module name, calls the function, checks the value and writes one
-``Reply`` to the result channel. Only the standard library is imported
-before the resource limits are in place.
+The zygote (``bridgehost_analysis.zygote``) forks a child ahead of demand
+and calls ``main`` in it. The child leaves the zygote's session, arranges
+to die with it, points its file descriptors 1 and 2 at the output pipe,
+applies the task's resource limits, and then waits for its ``ChildSpec`` on
+the reply socket. It builds ``ctx`` from the datastore, imports the script
+under a unique module name, calls the function, checks the value, sends one
+``Reply`` and exits, so no module or global state of a script outlives its
+run (the seed's "clean slate on every single run"): the next run is a new
+fork of the clean zygote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.util
 import faulthandler
-import json
+import gc
 import math
 import os
 import resource
+import signal
+import socket
 import sys
 import traceback
 import uuid
-from typing import Any
+from typing import Any, NoReturn
+
+import msgspec
+
+from bridgehost_analysis.datastore import Datastore, DatastoreError
+from bridgehost_analysis.jsonvalue import NotJSONError, TooLarge, to_json_value
+from bridgehost_analysis.protocol import REPLY_HEADER, ChildSpec, Limits, Reply
+
+# prctl(2) options, from <linux/prctl.h>.
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+MAX_MESSAGE_CHARS = 4000
+"""An error message longer than this is cut in its middle."""
+MAX_TRACEBACK_CHARS = 64 * 1024
+"""A traceback longer than this is cut in its middle."""
+ZYGOTE_NAME = b"bh-zygote"
+WAITING_NAME = b"bh-waiting"
+"""The name of a forked child until it gets its spec."""
+RUNNING_NAME = b"bh-analysis"
+"""The name of a child running its analysis (and of what it forks)."""
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def main() -> None:
-    # The reply goes to a private copy of the original stdout; fd 1 then
-    # points at stderr, so prints of the script, and of any process it
-    # starts, land in the captured output instead of corrupting the reply.
-    channel = os.fdopen(os.dup(1), "wb")  # os.dup: not inherited by the script's children
-    os.dup2(2, 1)
-    raw = json.loads(sys.stdin.buffer.read())
-    _limit(raw.get("memory_limit_mb"), raw.get("cpu_limit_s"))
-    faulthandler.enable()  # a segfault prints the Python stack to the captured output
-    sys.dont_write_bytecode = True  # leave no __pycache__ in the datastore's scripts folder
-
-    import msgspec
-
-    from bridgehost_analysis.protocol import ChildSpec, Reply
-
-    exit_code = 0
+def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int) -> NoReturn:
+    """Run in a freshly forked child: isolate, wait for the spec, run it,
+    reply, exit. Never returns. An unused child (the host closed the reply
+    socket without a spec) exits 0 quietly."""
+    exit_code = 70  # EX_SOFTWARE: a bug of the runner itself
     try:
-        reply = _analyse(msgspec.convert(raw, ChildSpec))
-    except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
-        code = e.code
-        exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=str(code), traceback=_format(e))
-    except BaseException as e:  # everything the script raises is reported
-        reply = Reply(
-            ok=False,
-            kind="raised",
-            message=_describe(e),
-            traceback=_format(e),
-            out_of_memory=isinstance(e, MemoryError),
-        )
-    try:
-        channel.write(msgspec.json.encode(reply))
-        channel.close()
-    except BaseException:  # the parent is gone, or memory is: nobody to tell
-        exit_code = exit_code or 70
+        _isolate(output_fd, zygote_pid)
+        _limit(limits)
+        gc.enable()
+        # Forks share the zygote's generator state: draw a new seed (``random``
+        # reseeds itself at fork). numpy 2 imports numpy.random lazily (11 ms):
+        # if the zygote did not, a script that does gets fresh entropy anyway.
+        np_random = sys.modules.get("numpy.random")
+        if np_random is not None:
+            np_random.seed()
+        with contextlib.suppress(Exception):  # only a head start: e.g. a tiny memory_limit_mb
+            _warm()
+        raw = _receive(channel)
+        if raw:
+            set_name(RUNNING_NAME)
+        exit_code = _run(raw, channel) if raw else 0
+    finally:
+        _flush()
+        # os._exit: threads the script left running and atexit hooks must not hold the process.
+        os._exit(exit_code)
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):  # a script may have closed or replaced them
             stream.flush()
-    # os._exit: threads the script left running and atexit hooks must not hold the process.
-    os._exit(exit_code)
 
 
-def _limit(memory_limit_mb: int | None, cpu_limit_s: float | None) -> None:
-    """Apply RLIMIT_AS and RLIMIT_CPU, and no core files (the working
-    directory is the run folder)."""
+def _isolate(output_fd: int, zygote_pid: int) -> None:
+    """Its own session and process group; killed if the zygote dies; the
+    reaper of orphaned descendants (so a process the script double-forks
+    stays in this process's tree until the zygote kills the tree); the
+    output pipe on file descriptors 1 and 2."""
+    os.setsid()
+    set_name(WAITING_NAME)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote_pid:  # the zygote died before PDEATHSIG was armed
+        os._exit(0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    faulthandler.enable()  # a segfault prints the Python stack to the captured output
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the datastore's scripts folder
+
+
+def set_name(name: bytes) -> None:
+    """Name this process (``/proc/<pid>/comm``, what ``ps -e`` and ``top``
+    show), so an operator sees which processes are which."""
+    _libc.prctl(PR_SET_NAME, name, 0, 0, 0)
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+
+
+def _limit(limits: Limits) -> None:
+    """Apply RLIMIT_AS, RLIMIT_CPU and RLIMIT_NPROC as configured, and no
+    core files (the working directory is the run folder)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_limit_mb is not None:
-        _setrlimit(resource.RLIMIT_AS, memory_limit_mb << 20, memory_limit_mb << 20)
-    if cpu_limit_s is not None:
-        soft = max(1, math.ceil(cpu_limit_s))
+    if limits.memory_limit_mb is not None:
+        _setrlimit(resource.RLIMIT_AS, limits.memory_limit_mb << 20, limits.memory_limit_mb << 20)
+    if limits.cpu_limit_s is not None:
+        soft = max(1, math.ceil(limits.cpu_limit_s))
         _setrlimit(resource.RLIMIT_CPU, soft, soft + 1)  # SIGXCPU at soft, SIGKILL a second later
+    if limits.nproc_limit is not None:
+        _setrlimit(resource.RLIMIT_NPROC, limits.nproc_limit, limits.nproc_limit)
 
 
 def _setrlimit(which: int, soft: int, hard: int) -> None:
@@ -83,49 +133,73 @@ def _setrlimit(which: int, soft: int, hard: int) -> None:
     resource.setrlimit(which, (soft, hard))
 
 
-def _analyse(spec: Any) -> Any:
-    import importlib.util
+def _warm() -> None:
+    """Go through the steps of a run on made-up data, while waiting for the
+    real one. A fork shares the zygote's memory until a page is written, and
+    Python writes to every object it touches (reference counts): the first
+    run in a fresh fork copies some 500 pages, about 1.2 ms. Done ahead, the
+    run itself copies a few dozen. Nothing of it is kept: the run starts from
+    the same state in every child."""
+    spec = msgspec.json.decode(_WARM_SPEC, type=ChildSpec)
+    Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id).path.is_dir()
+    name = f"bridgehost_warm_{uuid.uuid4().hex[:12]}"
+    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, spec.script_path))
+    exec(compile("def calculate_results(ctx):\n    return {}\n", spec.script_path, "exec"), vars(module))
+    value = to_json_value(module.calculate_results({}) or {"a": [1.0, 2, "b", None]}, "result", max_bytes=1 << 10)
+    msgspec.json.encode(Reply(ok=True, result=msgspec.Raw(msgspec.json.encode(value))))
 
-    from bridgehost_analysis.datastore import Datastore, DatastoreError
-    from bridgehost_analysis.protocol import Reply
 
-    run = Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id)
+_WARM_SPEC = msgspec.json.encode(
+    ChildSpec(
+        root="/nonexistent/bridgehost-warm-up",
+        script="warm.py",
+        script_path="/nonexistent/bridgehost-warm-up/scripts/warm.py",
+        function="calculate_results",
+        project_id="p",
+        definition_id="d",
+        run_id="r",
+    )
+)
+
+
+def _receive(channel: socket.socket) -> bytes:
+    """The spec: everything up to the host's shutdown of its side."""
+    data = bytearray()
+    while chunk := channel.recv(1 << 16):
+        data += chunk
+    return bytes(data)
+
+
+def _run(raw: bytes, channel: socket.socket) -> int:
+    """Run the spec in ``raw``, send the reply; return the exit code."""
+    exit_code = 0
     try:
-        ctx = run.ctx(spec.custom_params, as_lists=spec.raw_data == "lists")
-    except (DatastoreError, OSError) as e:
-        return Reply(ok=False, kind="io", message=f"reading run {spec.run_id!r} failed: {e}")
-
-    if spec.target:  # a registered analysis (register_analyses): imported here, under the limits, like a script
-        os.chdir(run.path)
-        return _result(spec, _import_target(spec.target)(ctx))
-
-    # Sibling modules of the script are importable; relative paths start in the run folder.
-    sys.path.insert(0, os.path.dirname(spec.script_path))
-    os.chdir(run.path)
-    stem = "".join(c if c.isalnum() else "_" for c in os.path.basename(spec.script_path)[:-3])
-    name = f"bridgehost_script_{stem}_{uuid.uuid4().hex[:12]}"
-    module_spec = importlib.util.spec_from_file_location(name, spec.script_path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # dataclasses and pickle look the module up by name
-    module_spec.loader.exec_module(module)
-
-    function = getattr(module, spec.function, None)
-    if not callable(function):
-        defined = sorted(k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == name)
-        return Reply(
+        reply = _analyse(msgspec.json.decode(raw, type=ChildSpec))
+    except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
+        code = e.code
+        exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=_clip(str(code), MAX_MESSAGE_CHARS), traceback=_format(e))
+    except BaseException as e:  # everything the script raises is reported
+        reply = Reply(
             ok=False,
-            kind="invalid",
-            message=f"script {spec.script!r} defines no function {spec.function!r} "
-            f"(its functions: {', '.join(defined) or 'none'}); name one of them in the request's 'function'",
+            kind="raised",
+            message=_describe(e),
+            traceback=_format(e),
+            out_of_memory=isinstance(e, MemoryError),
         )
-    return _result(spec, function(ctx))
+    _flush()  # the output comes before the reply: the host has it all once the reply is in
+    try:
+        data = msgspec.json.encode(reply)
+        channel.sendall(len(data).to_bytes(REPLY_HEADER, "big") + data)
+        channel.close()
+    except BaseException:  # the host is gone, or memory is: nobody to tell
+        exit_code = exit_code or 70
+    return exit_code
 
 
 def _import_target(target: str) -> Any:
-    """The function ``"package.module:qualname"`` names; raises ImportError/AttributeError."""
-    import importlib
-
+    """The function ``"package.module:qualname"`` names; raises ImportError
+    or AttributeError (reported as the run's exception)."""
     module_name, _, qualname = target.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
@@ -133,12 +207,36 @@ def _import_target(target: str) -> Any:
     return obj
 
 
-def _result(spec: Any, value: Any) -> Any:
-    """The Reply for what the function returned: a JSON dict within max_result_bytes."""
-    import msgspec
+def _analyse(spec: ChildSpec) -> Reply:
+    run = Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id)
+    try:
+        ctx = run.ctx(spec.custom_params, as_lists=spec.raw_data == "lists", mmap=spec.raw_data == "mmap")
+    except (DatastoreError, OSError) as e:
+        return Reply(ok=False, kind="io", message=f"reading run {spec.run_id!r} failed: {e}")
 
-    from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
-    from bridgehost_analysis.protocol import Reply
+    os.chdir(run.path)  # relative paths start in the run folder
+    if spec.target:  # a registered analysis (register_analyses): imported here, under the limits, like a script
+        function = _import_target(spec.target)
+    else:
+        sys.path.insert(0, os.path.dirname(spec.script_path))  # the script's sibling modules are importable
+        stem = "".join(c if c.isalnum() else "_" for c in os.path.basename(spec.script_path)[:-3])
+        name = f"bridgehost_script_{stem}_{uuid.uuid4().hex[:12]}"
+        module_spec = importlib.util.spec_from_file_location(name, spec.script_path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # dataclasses and pickle look the module up by name
+        module_spec.loader.exec_module(module)
+
+        function = getattr(module, spec.function, None)
+        if not callable(function):
+            defined = sorted(k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == name)
+            return Reply(
+                ok=False,
+                kind="invalid",
+                message=f"script {spec.script!r} defines no function {spec.function!r} "
+                f"(its functions: {', '.join(defined) or 'none'}); name one of them in the request's 'function'",
+            )
+    value = function(ctx)
 
     label = f"{spec.function}()"
     if not isinstance(value, dict):
@@ -148,9 +246,25 @@ def _result(spec: Any, value: Any) -> Any:
             message=f"{label} must return a dict, it returned {_type_of(value)}",
         )
     try:
-        data = msgspec.json.encode(to_json_value(value, "result"))
+        data = msgspec.json.encode(to_json_value(value, "result", max_bytes=spec.max_result_bytes))
+    except TooLarge as e:
+        return Reply(
+            ok=False,
+            kind="bad_result",
+            message=f"{label} returned a dict over max_result_bytes ({spec.max_result_bytes}): {e}; "
+            "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
+        )
     except NotJSONError as e:
-        return Reply(ok=False, kind="bad_result", message=f"{label} returned a dict that is not JSON data: {e}")
+        return Reply(ok=False, kind="bad_result", message=_clip(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
+    except MemoryError:
+        del value  # frees what the script built, if nothing else holds it
+        return Reply(
+            ok=False,
+            kind="bad_result",
+            message=f"{label} returned a dict too large to encode as JSON within memory_limit_mb: "
+            "return less (leave big arrays in the datastore)",
+            out_of_memory=True,
+        )
     if len(data) > spec.max_result_bytes:
         return Reply(
             ok=False,
@@ -166,8 +280,19 @@ def _type_of(value: object) -> str:
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    try:
+        text = str(e)
+    except BaseException:  # a broken __str__ of the script's own exception
+        text = "<str() of the exception failed>"
+    return _clip(f"{type(e).__name__}: {text}" if text else type(e).__name__, MAX_MESSAGE_CHARS)
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text``, or its start and end with how much was cut between them."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}[... {len(text) - 2 * keep} characters not shown ...]{text[-keep:]}"
 
 
 def _format(e: BaseException) -> str:
@@ -181,10 +306,7 @@ def _format(e: BaseException) -> str:
             tb = tb.tb_next
         if tb is None and not isinstance(e, SyntaxError):  # raised by the runner itself: keep it all
             tb = e.__traceback__
-        return "".join(traceback.format_exception(type(e), e, tb))
+        return _clip("".join(traceback.format_exception(type(e), e, tb)), MAX_TRACEBACK_CHARS)
     except BaseException:  # e.g. MemoryError again while formatting
         return _describe(e)
 
-
-if __name__ == "__main__":
-    main()

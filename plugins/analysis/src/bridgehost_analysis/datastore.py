@@ -411,24 +411,27 @@ class Run:
             return []
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and _ID.fullmatch(p.name))
 
-    def raw_trace(self, name: str = "trace", *, as_lists: bool = True) -> dict[str, Any]:
+    def raw_trace(self, name: str = "trace", *, as_lists: bool = True, mmap: bool = False) -> dict[str, Any]:
         """The channels of trace ``name``: ``{channel: [float, ...]}``, or
-        float64/float32 numpy arrays with ``as_lists=False``. ``{}`` if the
-        trace was never saved."""
+        float64/float32 numpy arrays with ``as_lists=False`` (read-only
+        memory maps of the ``.npy`` files with ``mmap=True`` too). ``{}`` if
+        the trace was never saved."""
         folder = self._existing() / TRACES_DIR / check_id("trace name", name)
         if not folder.is_dir():
             return {}
         trace = {}
         for path in sorted(folder.glob("*.npy")):
             if _ID.fullmatch(path.stem):  # skips .tmp leftovers and stray files
-                trace[path.stem] = _load_channel(path, as_lists)
+                trace[path.stem] = _load_channel(path, as_lists, mmap)
         return trace
 
-    def raw_data(self, *, as_lists: bool = True) -> dict[str, dict[str, Any]]:
+    def raw_data(self, *, as_lists: bool = True, mmap: bool = False) -> dict[str, dict[str, Any]]:
         """Every trace: ``{trace_name: {channel: [float, ...]}}``."""
-        return {name: self.raw_trace(name, as_lists=as_lists) for name in self.trace_names()}
+        return {name: self.raw_trace(name, as_lists=as_lists, mmap=mmap) for name in self.trace_names()}
 
-    def ctx(self, custom_params: Mapping[str, Any] | None = None, *, as_lists: bool = True) -> dict[str, Any]:
+    def ctx(
+        self, custom_params: Mapping[str, Any] | None = None, *, as_lists: bool = True, mmap: bool = False
+    ) -> dict[str, Any]:
         """The ``ctx`` dict an analysis function receives.
 
         The seed's keys, in its order: ``project``, ``configuration``,
@@ -442,7 +445,7 @@ class Run:
             "configuration": self.configuration(),
             "results": self.results(),
             "cycle_history": self.cycle_history(),
-            "raw_data": self.raw_data(as_lists=as_lists),
+            "raw_data": self.raw_data(as_lists=as_lists, mmap=mmap),
             "run_id": self.run_id,
             "custom_params": dict(custom_params or {}),
             "project_id": self.project_id,
@@ -492,11 +495,12 @@ def _channel_array(trace: str, channel: str, data: Any) -> np.ndarray:
     raise ValueError(f"channel {channel!r} of trace {trace!r} must hold numbers, got dtype {array.dtype}")
 
 
-def _load_channel(path: Path, as_lists: bool) -> Any:
+def _load_channel(path: Path, as_lists: bool, mmap: bool = False) -> Any:
     import numpy as np
 
     try:
-        array = np.load(path, allow_pickle=False)  # never unpickle: a trace is numbers only
+        # Never unpickle: a trace is numbers only. A map is read-only: the saved trace cannot change.
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap and not as_lists else None)
     except (ValueError, EOFError) as e:
         raise CorruptData(f"{path}: not a readable .npy array ({e})") from None
     if array.ndim != 1 or array.dtype.kind not in "fiub":

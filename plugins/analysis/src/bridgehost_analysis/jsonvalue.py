@@ -36,7 +36,11 @@ class NotJSONError(ValueError):
         super().__init__(f"{path} {problem}: {hint}")
 
 
-def to_json_value(value: Any, where: str = "result") -> Any:
+class TooLarge(ValueError):
+    """A value's JSON would be larger than the size it was allowed."""
+
+
+def to_json_value(value: Any, where: str = "result", *, max_bytes: int | None = None) -> Any:
     """Return ``value`` as plain JSON data, or raise ``NotJSONError``.
 
     Accepts dict (str keys), list, tuple (becomes a list), str, int, float,
@@ -45,46 +49,68 @@ def to_json_value(value: Any, where: str = "result") -> Any:
     custom classes, dict keys that are not str, and NaN or infinite floats
     (JSON has no such numbers; msgspec would silently write ``null``).
     ``where`` names the value in the error (``result``, ``custom_params``).
+
+    With ``max_bytes``, raises ``TooLarge`` as soon as the JSON is sure to
+    be longer (counting a lower bound of each item's length), before
+    anything is encoded: msgspec 0.22's encoder crashes the process with
+    SIGSEGV when it cannot grow its buffer under RLIMIT_AS.
     """
     try:
-        return _convert(value, where)
+        return _Converter(max_bytes).convert(value, where)
     except RecursionError:
         raise NotJSONError(where, type(value).__name__, "is nested too deeply", "flatten it") from None
 
 
-def _convert(value: Any, path: str) -> Any:
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):  # np.float64 is a float subclass: checked here too
-        if not math.isfinite(value):
-            raise NotJSONError(
-                path, "float", f"is {value!r}, which JSON cannot represent", "replace it with None or a finite number"
-            )
-        return float(value)
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
+class _Converter:
+    def __init__(self, max_bytes: int | None):
+        self.max_bytes = max_bytes
+        self.left = max_bytes
+
+    def count(self, size: int, path: str) -> None:
+        """Take ``size`` bytes (at least what the item encodes to) off the budget."""
+        if self.left is not None:
+            self.left -= size
+            if self.left < 0:
+                raise TooLarge(f"the JSON is longer than {self.max_bytes} bytes by {path}")
+
+    def convert(self, value: Any, path: str) -> Any:
+        if value is None or isinstance(value, (bool, str)):
+            self.count(len(value) + 2 if isinstance(value, str) else 4, path)
+            return value
+        if isinstance(value, int):
+            self.count(1 + value.bit_length() * 3 // 10, path)  # decimal digits, at least
+            return value
+        if isinstance(value, float):  # np.float64 is a float subclass: checked here too
+            if not math.isfinite(value):
                 raise NotJSONError(
-                    path,
-                    "dict",
-                    f"has the key {key!r} of type {type(key).__name__}; JSON object keys must be str",
-                    f"convert the key, e.g. str({key!r})",
+                    path, "float", f"is {value!r}, which JSON cannot represent", "replace it with None or a finite number"
                 )
-            out[key] = _convert(item, f"{path}[{key!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_convert(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    # numpy is not imported here: a process that never loaded it (a run
-    # without traces) holds no numpy value, and skips its ~250 ms import.
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.generic):
-        return _convert(value.item(), path)
-    name = type(value).__name__
-    if np is not None and isinstance(value, np.ndarray):
-        hint = "call .tolist() on it"
-    else:
-        hint = next((h for t, h in _CONTAINER_HINTS.items() if isinstance(value, t)), _PLAIN)
-    raise NotJSONError(path, name, f"is a {name}, which is not JSON data", hint)
+            self.count(3, path)
+            return float(value)
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise NotJSONError(
+                        path,
+                        "dict",
+                        f"has the key {key!r} of type {type(key).__name__}; JSON object keys must be str",
+                        f"convert the key, e.g. str({key!r})",
+                    )
+                self.count(len(key) + 4, path)
+                out[key] = self.convert(item, f"{path}[{key!r}]")
+            return out
+        if isinstance(value, (list, tuple)):
+            self.count(2 + len(value), path)
+            return [self.convert(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        # numpy is not imported here: a process that never loaded it (a run
+        # without traces) holds no numpy value, and skips its ~250 ms import.
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, np.generic):
+            return self.convert(value.item(), path)
+        name = type(value).__name__
+        if np is not None and isinstance(value, np.ndarray):
+            hint = "call .tolist() on it"
+        else:
+            hint = next((h for t, h in _CONTAINER_HINTS.items() if isinstance(value, t)), _PLAIN)
+        raise NotJSONError(path, name, f"is a {name}, which is not JSON data", hint)

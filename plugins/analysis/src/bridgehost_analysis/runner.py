@@ -1,159 +1,520 @@
-"""Run one analysis in a fresh child process and collect what it left.
+"""Run one analysis in a fresh, single-use process and collect what it left.
 
-The child (``bridgehost_analysis.child``) runs in its own session, so its
-process group holds it and everything the script starts. Whatever happens,
-success, a crash, an oversized reply or the cancellation of ``run_child`` by
-the host's timeout or shutdown, that whole group is SIGKILLed and the child
-reaped before ``run_child`` returns or re-raises: nothing is left running.
+Two runners, one mechanism (``docs/performance.md`` compares them):
+
+- ``ZygoteRunner`` keeps one zygote process per task
+  (``bridgehost_analysis.zygote``) with the runtime and numpy imported; it
+  forks children ahead of demand, so a run costs about a function call.
+- ``SubprocessRunner`` starts a new interpreter (a zygote that preloads
+  nothing and forks once) for every run: the obvious way, tens of
+  milliseconds more.
+
+Either way the run's child is a fresh process that runs one script and
+exits, with the task's resource limits. Whatever happens (success, a crash,
+an oversized reply or output, the cancellation of ``run`` by the host's
+timeout or shutdown), every process of the run is killed and reaped before
+``run`` returns or re-raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import io
+import logging
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
 
-from bridgehost_analysis.protocol import ChildSpec
+from bridgehost_analysis.protocol import (
+    REPLY_HEADER,
+    ChildSpec,
+    Exited,
+    Failed,
+    Fork,
+    FromZygote,
+    Kill,
+    Limits,
+    Ready,
+    Started,
+)
 
 # Numeric libraries start a thread pool per core at import, each reserving
-# address space; under RLIMIT_AS that can fail numpy's import. One thread
-# each, unless the deployment's environment says otherwise.
+# address space; under RLIMIT_AS that can fail numpy's import, and a zygote
+# must have no threads. One thread each, unless the deployment's
+# environment says otherwise.
 CHILD_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 REPLY_OVERHEAD = 1 << 20
 """Allowed above ``max_result_bytes`` on the reply channel: the envelope, or
 an error reply with a long traceback."""
+START_S = 120.0
+"""How long a zygote may take to import its preload and fork a child."""
+MAX_EARLY_DEATHS = 20
+"""Waiting children that may die before their run, since the last reply,
+before the zygote is given up as broken (and started again on the next
+request)."""
 _REAP_S = 5.0
 _DRAIN_S = 1.0
-_POLL_S = 0.005
+_decode = msgspec.json.Decoder(FromZygote).decode
+_encode = msgspec.json.Encoder().encode
+log = logging.getLogger(__name__)
+
+Reason = Literal["", "processes", "killed", "zygote", "output"]
+
+
+class ZygoteFailed(RuntimeError):
+    """The zygote could not start or died; the message says why."""
 
 
 @dataclass(frozen=True)
 class Finished:
     """What a child left: its reply bytes (``None`` if it wrote none, or too
-    many: ``overflow``), its return code (negative: killed by that signal)
-    and the tail of its stdout/stderr."""
+    many: ``overflow``), its return code (negative: killed by that signal;
+    0 when the reply came whole, as its exit is not waited for), the tail
+    of its stdout/stderr, and ``reason`` if the runner killed it:
+    ``processes`` (over ``max_processes``), ``output`` (over
+    ``output_limit_bytes``), ``zygote`` (the zygote died)."""
 
     reply: bytes | None
     returncode: int
     output: str
     overflow: bool = False
+    reason: Reason = ""
 
 
-async def run_child(spec: ChildSpec, *, max_output_bytes: int) -> Finished:
-    """Run ``spec`` in a new ``python -m bridgehost_analysis.child`` and wait
-    for it to end.
+@dataclass
+class _Child:
+    pid: int
+    reply: socket.socket
+    output_fd: int
 
-    The reply channel is read up to ``spec.max_result_bytes`` plus
-    ``REPLY_OVERHEAD`` bytes; beyond that the child is killed and
-    ``overflow`` set. At most the last ``max_output_bytes`` bytes of its
-    combined stdout and stderr are kept. Cancellation kills the process
-    group, reaps the child and propagates.
+    def close(self) -> None:
+        self.reply.close()
+        if self.output_fd >= 0:
+            os.close(self.output_fd)
+            self.output_fd = -1
+
+
+class Zygote:
+    """The host's side of one zygote process: its control socket, the
+    children waiting for a spec, the runs going on.
+
+    ``prefork`` children wait ahead of demand; each ``run`` takes one and,
+    unless ``single_use``, has the zygote fork its replacement.
     """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-P",  # do not put the host's working directory on the child's sys.path
-        "-m",
-        "bridgehost_analysis.child",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        env={**CHILD_ENV_DEFAULTS, **os.environ},
-    )
-    pgid = proc.pid  # start_new_session: the child leads its own group
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    tail = _Tail(max_output_bytes)
-    drain = asyncio.create_task(tail.read_all(proc.stderr))
-    reply: bytes | None = None
-    overflow = False
-    try:
-        await _feed(proc.stdin, msgspec.json.encode(spec))
-        reply, overflow = await _read_capped(proc.stdout, spec.max_result_bytes + REPLY_OVERHEAD)
-        if not overflow:
-            await _exited(proc)  # the reply channel closed: the child is exiting
-    finally:
-        # Also on success: anything the script started and left behind dies with it.
-        kill_group(pgid)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_exited(proc), _REAP_S)
-        await _finish(drain)
-    assert proc.returncode is not None
-    return Finished(reply, proc.returncode, tail.text(), overflow)
+
+    def __init__(self, limits: Limits, *, prefork: int, single_use: bool = False):
+        self.limits = limits
+        self.prefork = prefork
+        self.single_use = single_use
+        self.alive = False
+        self.proc: asyncio.subprocess.Process | None = None
+        self.control: socket.socket | None = None
+        self.ready: collections.deque[_Child] = collections.deque()
+        self.waiters: collections.deque[asyncio.Future[_Child]] = collections.deque()
+        self.running: dict[int, asyncio.Future[Exited]] = {}
+        self._started: asyncio.Future[None] | None = None
+        self._ending: set[asyncio.Future[None]] = set()
+        self._early_deaths = 0  # waiting children that died since the last reply
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        """Start the zygote and wait for its first child. Raises
+        ``ZygoteFailed`` (after cleaning up) if it cannot start."""
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",  # do not put the host's working directory on sys.path
+                "-m",
+                "bridgehost_analysis.zygote",
+                str(theirs.fileno()),
+                _encode(self.limits).decode(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,  # stderr: the host's, for the zygote's own failures
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+                env={**CHILD_ENV_DEFAULTS, **os.environ},
+                cwd="/",  # each child changes into its run's folder
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.control = ours
+        self.alive = True
+        self._started = loop.create_future()
+        loop.add_reader(ours, self._on_control)
+        self._send(Fork(self.prefork))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._started), START_S)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
+        """Run ``spec`` in the next waiting child and wait for its reply, or
+        for its end if it sends none.
+
+        The reply channel is read up to ``spec.max_result_bytes`` plus
+        ``REPLY_OVERHEAD`` bytes, the output up to ``output_limit_bytes``;
+        beyond either the child is killed. At most the last
+        ``max_output_bytes`` of the output are kept. Raises ``ZygoteFailed``
+        if the zygote is gone. Cancellation kills the run's processes,
+        waits for the zygote to reap them, and propagates.
+
+        After a whole reply, the child has nothing left to do but exit; its
+        exit (about a millisecond: the kernel unmaps the copy of the
+        zygote) and the killing of anything it left running happen after
+        ``run`` returns, and ``stop()`` waits for them.
+        """
+        loop = asyncio.get_running_loop()
+        child = await self._take()
+        exited = self.running[child.pid]
+
+        def kill() -> None:
+            if not exited.done():
+                self._send(Kill(child.pid))
+
+        output = _Output(max_output_bytes, output_limit_bytes, kill)
+        reply = _Reply(msgspec.json.encode(spec), spec.max_result_bytes + REPLY_OVERHEAD, kill)
+        pipe = os.fdopen(child.output_fd, "rb", buffering=0)  # owns the fd from here on
+        child.output_fd = -1
+        channels: list[asyncio.BaseTransport | io.RawIOBase] = [pipe, child.reply]
+        finished: Finished | None = None
+        try:
+            channels.append((await loop.connect_read_pipe(lambda: output, pipe))[0])
+            channels.append((await loop.connect_accepted_socket(lambda: reply, child.reply))[0])
+            self._send(Started(child.pid, replace=not self.single_use))  # after the spec: its fork can wait
+            await asyncio.wait([reply.whole, exited], return_when=asyncio.FIRST_COMPLETED)
+            if reply.whole.done():
+                self._early_deaths = 0
+                output.drain(pipe)  # the child wrote its output before its reply
+                finished = Finished(reply.body(), 0, output.text())
+            else:
+                ended = exited.result()
+                # Every process that held the channels is dead: their ends come at once.
+                await asyncio.wait([output.done, reply.done], timeout=_DRAIN_S)
+                reason: Reason = "output" if output.limited else ended.reason
+                finished = Finished(reply.body(), ended.returncode, output.text(), reply.overflow, reason)
+            return finished
+        finally:
+            cleanup = self._end(child.pid, exited, channels, wait_s=_REAP_S if finished else 0.0)
+            if finished is None:  # failed or cancelled: the run's processes die before we go on
+                await cleanup
+            else:
+                task = asyncio.ensure_future(cleanup)
+                self._ending.add(task)
+                task.add_done_callback(self._ending.discard)
+
+    async def _end(
+        self, pid: int, exited: asyncio.Future[Exited], channels: list[Any], *, wait_s: float
+    ) -> None:
+        """Let child ``pid`` exit by itself for ``wait_s``, then have it killed;
+        wait until the zygote has reaped it and all its processes; close its
+        channels."""
+        try:
+            if not exited.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), wait_s)
+            if not exited.done():
+                self._send(Kill(pid))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), _REAP_S)
+        finally:
+            for channel in channels:
+                channel.close()  # closing twice is a no-op for transports, files and sockets
+
+    async def stop(self) -> None:
+        """Close the control socket (the zygote then kills every child and
+        exits) and reap the zygote; SIGKILL its group if it does not go."""
+        if self._ending:  # children that replied and are exiting
+            await asyncio.wait(list(self._ending), timeout=2 * _REAP_S)
+        self._lost("the analysis runner stopped")
+        if self.proc is None:
+            return
+        try:
+            await asyncio.wait_for(self.proc.wait(), _REAP_S)
+        except TimeoutError:
+            _kill_group(self.proc.pid)
+            await self.proc.wait()
+
+    async def _take(self) -> _Child:
+        if not self.alive:
+            raise ZygoteFailed("the zygote is not running")
+        if self.ready:
+            child = self.ready.popleft()
+        else:
+            waiter: asyncio.Future[_Child] = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                child = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self.ready.appendleft(waiter.result())  # it came just as we were cancelled
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(waiter)
+        self.running[child.pid] = asyncio.get_running_loop().create_future()
+        return child
+
+    def _on_control(self) -> None:
+        assert self.control is not None
+        while self.control is not None:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.control, 1 << 16, 2)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                data, fds = b"", []
+                log.warning("zygote %s: control socket failed: %s", self.pid, e)
+            if not data:
+                self._lost(f"the zygote (pid {self.pid}) exited; see the host's stderr for why")
+                return
+            for fd in fds:  # a process the host starts must not hold a child's channels
+                os.set_inheritable(fd, False)  # (recv_fds drops MSG_CMSG_CLOEXEC in CPython 3.11)
+            message = _decode(data)
+            if isinstance(message, Ready) and len(fds) == 2:
+                self._ready(_Child(message.pid, socket.socket(fileno=fds[0]), fds[1]))
+                continue
+            for fd in fds:
+                os.close(fd)
+            if isinstance(message, Exited):
+                self._exited(message)
+            elif isinstance(message, Failed):
+                self._lost(message.message)
+
+    def _ready(self, child: _Child) -> None:
+        if self._started is not None and not self._started.done():
+            self._started.set_result(None)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(child)
+                return
+        self.ready.append(child)
+
+    def _exited(self, message: Exited) -> None:
+        future = self.running.pop(message.pid, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(message)
+            return
+        for child in self.ready:  # a waiting child died (killed from outside?)
+            if child.pid == message.pid:
+                self.ready.remove(child)
+                child.close()
+                self._early_deaths += 1
+                if self._early_deaths > MAX_EARLY_DEATHS:  # not from outside: do not fork in a loop
+                    self._lost(
+                        f"{self._early_deaths} children died before their run (the last with code "
+                        f"{message.returncode}); see the host's stderr"
+                    )
+                elif not self.single_use:
+                    log.warning("analysis child %s died before its run (code %s)", message.pid, message.returncode)
+                    self._send(Fork(1))
+                return
+
+    def _lost(self, why: str) -> None:
+        """The zygote is gone (or being stopped): fail everything waiting on it."""
+        was_alive, self.alive = self.alive, False
+        if self.control is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.control)
+            self.control.close()
+            self.control = None
+        if was_alive and why != "the analysis runner stopped":
+            log.error("analysis zygote: %s", why)
+        error = ZygoteFailed(why)
+        if self._started is not None and not self._started.done():
+            self._started.set_exception(error)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+        while self.ready:
+            self.ready.popleft().close()
+        for pid, future in self.running.items():
+            _kill_group(pid)  # its PDEATHSIG killed the child; this catches what stayed in its group
+            if not future.done():
+                future.set_result(Exited(pid, -signal.SIGKILL, "zygote"))
+        self.running.clear()
+
+    def _send(self, message: msgspec.Struct) -> None:
+        if self.control is not None:
+            with contextlib.suppress(OSError):  # gone: _on_control sees the end
+                self.control.send(_encode(message))
 
 
-def kill_group(pgid: int) -> None:
-    """SIGKILL the process group ``pgid`` (one this module created); a group
-    that is already gone is fine."""
+class ZygoteRunner:
+    """One long-lived zygote with ``limits.preload`` imported, started by
+    ``start()`` and started again if it dies."""
+
+    def __init__(self, limits: Limits, *, prefork: int):
+        self.limits = limits
+        self.prefork = prefork
+        self.zygote: Zygote | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self.zygote is not None and self.zygote.alive:
+                return
+            if self.zygote is not None:
+                log.warning("analysis zygote (pid %s) is gone: starting a new one", self.zygote.pid)
+                await self.zygote.stop()
+            zygote = Zygote(self.limits, prefork=self.prefork)
+            await zygote.start()
+            self.zygote = zygote
+
+    async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
+        """``Zygote.run`` on the zygote, started again first if it is gone.
+        If it dies before a child took the spec, the run goes to the next
+        zygote; if it dies during the run, ``reason`` says so."""
+        for attempt in (1, 2):
+            await self.start()
+            assert self.zygote is not None
+            try:
+                return await self.zygote.run(
+                    spec, max_output_bytes=max_output_bytes, output_limit_bytes=output_limit_bytes
+                )
+            except ZygoteFailed:  # only before a child has the spec: nothing ran
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        if self.zygote is not None:
+            await self.zygote.stop()
+            self.zygote = None
+
+
+class SubprocessRunner:
+    """A new interpreter for every run: a zygote that imports nothing
+    beyond the runtime and forks a single child, then exits."""
+
+    def __init__(self, limits: Limits):
+        self.limits = msgspec.structs.replace(limits, preload=[])
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
+        zygote = Zygote(self.limits, prefork=1, single_use=True)
+        await zygote.start()
+        try:
+            return await zygote.run(spec, max_output_bytes=max_output_bytes, output_limit_bytes=output_limit_bytes)
+        finally:
+            await zygote.stop()
+
+    async def stop(self) -> None:
+        pass
+
+
+Runner = ZygoteRunner | SubprocessRunner
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the process group ``pgid`` (one this package created); a
+    group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
 
-async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
-    try:
-        stdin.write(data)
-        await stdin.drain()
-        stdin.close()
-        await stdin.wait_closed()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the child died at once; its return code tells why
+class _Reply(asyncio.Protocol):
+    """Writes the spec, then reads the length-prefixed reply. ``whole``:
+    the reply is in; ``done``: the child's end closed. A reply declared or
+    sent beyond ``cap`` bytes is dropped and ``on_overflow`` called."""
 
-
-async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes | None, bool]:
-    """Everything up to EOF, or ``(None, True)`` once more than ``cap`` bytes came."""
-    data = bytearray()
-    while chunk := await stream.read(1 << 16):
-        data += chunk
-        if len(data) > cap:
-            return None, True
-    return (bytes(data) or None), False
-
-
-async def _exited(proc: asyncio.subprocess.Process) -> None:
-    """Wait until the child has exited and been reaped.
-
-    Not ``proc.wait()``: in current CPython (3.11.7 here) it also waits for the child's
-    pipes to close, which a process the script started may hold open.
-    ``returncode`` is set as soon as asyncio's child watcher reaps the child.
-    """
-    while proc.returncode is None:
-        await asyncio.sleep(_POLL_S)
-
-
-async def _finish(drain: asyncio.Task[None]) -> None:
-    """Let the output reader reach EOF (the group is dead, so it is close);
-    a pipe held open by a process that escaped the group is given up on."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(drain), _DRAIN_S)
-    drain.cancel()
-
-
-class _Tail:
-    """The last ``limit`` bytes of a stream."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
+    def __init__(self, spec: bytes, cap: int, on_overflow: Callable[[], None]):
+        self.spec = spec
+        self.cap = cap
+        self.on_overflow = on_overflow
         self.data = bytearray()
-        self.dropped = 0
+        self.size: int | None = None
+        self.overflow = False
+        loop = asyncio.get_running_loop()
+        self.whole: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
 
-    async def read_all(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(1 << 16):
-            self.data += chunk
-            if len(self.data) > 2 * self.limit:  # trim in batches, not per chunk
-                self._trim()
-        self._trim()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.spec)
+        transport.write_eof()
 
-    def _trim(self) -> None:
-        excess = len(self.data) - self.limit
-        if excess > 0:
-            del self.data[:excess]
-            self.dropped += excess
+    def data_received(self, data: bytes) -> None:
+        if self.overflow or self.whole.done():
+            return
+        self.data += data
+        if self.size is None and len(self.data) >= REPLY_HEADER:
+            self.size = int.from_bytes(self.data[:REPLY_HEADER], "big")
+        if (self.size or 0) > self.cap or len(self.data) > REPLY_HEADER + self.cap:
+            self.overflow = True
+            self.data = bytearray()
+            self.on_overflow()
+        elif self.size is not None and len(self.data) >= REPLY_HEADER + self.size:
+            self.whole.set_result(None)
+
+    def body(self) -> bytes | None:
+        """The reply, if it came whole."""
+        return bytes(self.data[REPLY_HEADER:]) if self.whole.done() else None
+
+    def eof_received(self) -> bool:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class _Output(asyncio.Protocol):
+    """Keeps the last ``keep`` bytes of the child's stdout/stderr; past
+    ``limit`` bytes in all it calls ``on_limit`` once."""
+
+    def __init__(self, keep: int, limit: int, on_limit: Callable[[], None]):
+        self.keep = keep
+        self.limit = limit
+        self.on_limit = on_limit
+        self.data = bytearray()
+        self.total = 0
+        self.limited = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.total += len(data)
+        self.data += data
+        if len(self.data) > 2 * self.keep + (1 << 16):  # trim in batches, not per chunk
+            del self.data[: len(self.data) - self.keep]
+        if self.total > self.limit and not self.limited:
+            self.limited = True
+            self.on_limit()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def drain(self, pipe: io.RawIOBase) -> None:
+        """Take what is in the pipe now, without waiting for the event loop."""
+        with contextlib.suppress(OSError, ValueError):  # empty now; or closed: the transport read it all
+            while chunk := pipe.read(1 << 16):
+                self.data_received(chunk)
 
     def text(self) -> str:
-        self._trim()
-        text = self.data.decode("utf-8", "replace")
-        return f"[... {self.dropped} earlier bytes not kept]\n{text}" if self.dropped else text
+        kept = self.data[-self.keep :] if self.keep else bytearray()
+        text = kept.decode("utf-8", "replace")
+        dropped = self.total - len(kept)
+        return f"[... {dropped} earlier bytes not kept]\n{text}" if dropped else text

@@ -11,7 +11,8 @@ child process over the run's saved data; the dict it returns is the job's
 result. Instead of ``script``, a request may name an analysis an installed
 plugin registered (``"analysis": "traction.max_force"``, hook
 ``register_analyses``), and a task's config may fix the script or analysis
-its requests run. Reference: ``docs/analysis.md``.
+its requests run. Reference: ``docs/analysis.md``; the runners and their
+costs: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 import signal
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from bridgehost.config import TaskConfig
@@ -33,8 +34,8 @@ from bridgehost.registry import Kind, Registry
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
-from bridgehost_analysis.protocol import ChildSpec, RawData, Reply
-from bridgehost_analysis.runner import Finished, run_child
+from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply
+from bridgehost_analysis.runner import Finished, Runner, SubprocessRunner, ZygoteRunner
 
 MiB = 1 << 20
 log = logging.getLogger(__name__)
@@ -64,7 +65,30 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     """How much of the end of the script's stdout/stderr is kept for errors."""
     raw_data: RawData = "lists"
     """How traces arrive in ``ctx["raw_data"]``: ``lists`` of floats (as the
-    seed's scripts expect) or numpy ``arrays`` (faster for long traces)."""
+    seed's scripts expect), numpy ``arrays`` (faster for long traces) or
+    read-only numpy memory maps of the ``.npy`` files (``mmap``: nothing is
+    read until the script touches it). A request may ask for another."""
+    runner: Literal["zygote", "subprocess"] = "zygote"
+    """``zygote``: fork each run from a process with the runtime and
+    ``preload`` imported (about a millisecond); ``subprocess``: a new
+    interpreter per run (tens of milliseconds, plus the script's imports)."""
+    prefork: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    """Children the zygote keeps forked ahead of demand. Absent:
+    ``concurrency + 1``."""
+    preload: list[str] = msgspec.field(default_factory=lambda: ["numpy"])
+    """Modules the zygote imports once, so scripts find them loaded. Each
+    must start no thread at import (the zygote checks)."""
+    max_processes: Annotated[int, msgspec.Meta(ge=1)] = 64
+    """The most processes one run may have alive at once, itself included;
+    beyond, all are killed (CRASH). Counted every 20 ms, so it holds for
+    root too."""
+    nproc_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """RLIMIT_NPROC of the child: the kernel refuses a fork once the *user*
+    has this many processes (all of them, not only this run's); root is
+    exempt. Absent: not set."""
+    output_limit_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MiB
+    """The most a run may write to stdout/stderr in all; beyond, it is
+    killed (CRASH)."""
     analysis: str | None = None
     """Run this registered analysis (``register_analyses``) for every
     request; requests then name only the run. Checked when the host is built."""
@@ -85,9 +109,10 @@ class AnalysisRequest(msgspec.Struct, kw_only=True):
     analysis: str | None = None
     function: str | None = None
     custom_params: dict[str, Any] = {}
+    raw_data: RawData | None = None
 
 
-_FIELDS = ("script", "analysis", "function", "project_id", "definition_id", "run_id", "custom_params")
+_FIELDS = ("script", "analysis", "function", "project_id", "definition_id", "run_id", "custom_params", "raw_data")
 _REQUIRED = ("project_id", "definition_id", "run_id")
 _WHAT = ("script", "analysis", "function")  # what to run: from the request, or fixed by the task's config
 _AT = re.compile(r"^(?P<msg>.*?) - at `\$\.?(?P<path>[^`]*)`$", re.S)
@@ -157,6 +182,19 @@ class AnalysisTask:
         self.config = config
         base = getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd()
         self.store = Datastore(Path(base) / Path(config.datastore).expanduser())
+        self._settings = msgspec.structs.asdict(config)
+        limits = Limits(
+            memory_limit_mb=config.memory_limit_mb,
+            cpu_limit_s=config.cpu_limit_s,
+            nproc_limit=config.nproc_limit,
+            max_processes=config.max_processes,
+            preload=config.preload,
+        )
+        self.runner: Runner = (
+            ZygoteRunner(limits, prefork=config.prefork or config.concurrency + 1)
+            if config.runner == "zygote"
+            else SubprocessRunner(limits)
+        )
         plugins = getattr(host, "plugins", None)
         self.analyses: Registry = plugins.registry(Kind.ANALYSIS) if plugins is not None else Registry(Kind.ANALYSIS)
         self.fixed = ""
@@ -196,12 +234,19 @@ class AnalysisTask:
         return warnings
 
     async def start(self) -> None:
+        """Start the runner (the zygote: imports ``preload``, forks the first
+        children). Raises ``ZygoteFailed`` if it cannot start."""
         if not self.store.scripts_dir.is_dir():
             log.warning(
                 "task %r: scripts folder %s does not exist yet; requests will be rejected until it does",
                 self.config.name,
                 self.store.scripts_dir,
             )
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        """Stop the runner: waiting children and the zygote exit."""
+        await self.runner.stop()
 
     async def run(self, job: Job) -> dict[str, Any]:
         """Run the request in ``job.params``; return the function's dict.
@@ -224,14 +269,14 @@ class AnalysisTask:
             root=str(self.store.root.resolve()),
             **what,
             custom_params=request.custom_params,
-            raw_data=self.config.raw_data,
-            memory_limit_mb=self.config.memory_limit_mb,
-            cpu_limit_s=self.config.cpu_limit_s,
+            raw_data=request.raw_data or self.config.raw_data,
             max_result_bytes=self.config.max_result_bytes,
             **run.ids,
         )
         job.log.info("running %s:%s on %s/%s/%s", spec.script, spec.function, *run.ids.values())
-        finished = await run_child(spec, max_output_bytes=self.config.max_output_bytes)
+        finished = await self.runner.run(
+            spec, max_output_bytes=self.config.max_output_bytes, output_limit_bytes=self.config.output_limit_bytes
+        )
         if finished.output:
             job.log.debug("script output:\n%s", finished.output)
         result = self._interpret(finished, spec)
@@ -267,11 +312,9 @@ class AnalysisTask:
         label = f"{spec.script}:{spec.function}"
         data = {"output": finished.output} if finished.output else {}
         if finished.overflow:
-            raise TaskCrashed(
-                f"{label} sent more than max_result_bytes ({self.config.max_result_bytes}) and was killed: "
-                "return less, or raise max_result_bytes in the task's config",
-                data,
-            )
+            raise TaskCrashed(f"{label} {_KILLED['overflow'].format_map(self._settings)}", data)
+        if finished.reason in _KILLED:
+            raise TaskCrashed(f"{label} {_KILLED[finished.reason].format_map(self._settings)}", data)
         if finished.reply is None:
             raise TaskCrashed(f"{label} {_death(finished.returncode, self.config)}", data)
         try:
@@ -302,6 +345,18 @@ class AnalysisTask:
         raise TaskCrashed(f"{label}: {reply.message}", data)
 
 
+_KILLED = {
+    "overflow": "sent more than max_result_bytes ({max_result_bytes}) and was killed: "
+    "return less, or raise max_result_bytes in the task's config",
+    "processes": "had more than max_processes ({max_processes}) processes alive at once and was killed "
+    "with all of them (a fork bomb?): start fewer, or raise max_processes",
+    "output": "wrote more than output_limit_bytes ({output_limit_bytes}) to stdout/stderr and was killed: "
+    "print less, or raise output_limit_bytes",
+    "zygote": "was lost: the analysis zygote process died during the run (see the host's log); "
+    "the next request starts a new one",
+}
+"""Why the runner killed a run (``Finished.overflow``, ``Finished.reason``),
+as the end of a sentence; ``{key}`` is the task's setting."""
 _NATIVE = "a crash in native code (a C extension or ctypes); the output shows the Python stack"
 _SIGNAL_HINTS = {
     signal.SIGSEGV: _NATIVE,
