@@ -80,7 +80,7 @@ HOSTILE = {
         "def calculate_results(ctx):\n    raise ValueError('m' * 10_000_000)\n",
         {},
         TaskCrashed,
-        r"raised ValueError: m+\[\.\.\. \d+ characters not shown \.\.\.\]m+",
+        r"raised ValueError: m+\n\[\.\.\. \d+ characters cut \.\.\.\]\nm+",
         20.0,
     ),
     "nan": ("def calculate_results(ctx):\n    return {'v': float('nan')}\n", {}, TaskCrashed, r"result\['v'\] is nan", 20.0),

@@ -9,6 +9,7 @@ fixture, so the bench can use it without pytest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -184,6 +185,18 @@ class HostProcess:
         except psutil.NoSuchProcess:
             return []
 
+    def runs(self) -> list[psutil.Process]:
+        """Descendants other than the analysis zygote (``bh-zygote``) and the
+        children it keeps forked, waiting for a run (``bh-waiting``): what
+        runs now, or was left behind. The waiting pool is refilled as runs
+        start, so counting every descendant would race with its forks."""
+        found = []
+        for p in self.descendants():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.name() not in ("bh-zygote", "bh-waiting") and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p)
+        return found
+
     def rss_mb(self) -> float:
         return psutil.Process(self.pid).memory_info().rss / 2**20
 
@@ -324,7 +337,7 @@ CASES: tuple[Case, ...] = (
             "    for _ in range(1024):\n        sys.stdout.write(chunk)\n    sys.stdout.flush()\n"
             "    return {'wrote_mib': 1024}\n"
         ),
-        ("SUCCESS",), task="hostile.roomy",
+        ("CRASH",), ("output_limit_bytes",), task="hostile.roomy",
     ),
     Case(
         "return_1gib",
@@ -413,7 +426,7 @@ def run_case(host: HostProcess, case: Case, folder: Path, settle_s: float = HANG
     pids_file = folder / f"{case.name}.pids"
     pids_file.unlink(missing_ok=True)
     (host.store.scripts_dir / f"{case.name}.py").write_text(case.source.replace("__PIDS__", repr(str(pids_file))))
-    before = len(host.descendants())
+    before = len(host.runs())
     rss_before = host.rss_mb()
     problems: list[str] = []
     response = None
@@ -436,18 +449,18 @@ def run_case(host: HostProcess, case: Case, folder: Path, settle_s: float = HANG
     pids = [int(p) for p in pids_file.read_text().split()] if pids_file.exists() else []
     if not pids:
         problems.append("the script never ran (no pid recorded)")
-    wait_until(lambda: all(gone(p) for p in pids) and len(host.descendants()) <= before, settle_s)
+    wait_until(lambda: all(gone(p) for p in pids) and len(host.runs()) <= before, settle_s)
     leftover = [p for p in pids if not gone(p)]
     for pid in leftover:  # clean up what the host failed to; the result still says so
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    now = len(host.descendants())
+    now = len(host.runs())
     if leftover:
         problems.append(f"{len(leftover)} process(es) of the script still alive: {leftover[:5]}")
     if now > before:
-        problems.append(f"the host has {now} descendants, {before} before")
+        problems.append(f"the host has {now} processes besides the zygote and its waiting children, {before} before")
     if not host.alive():
         problems.append("the host died")
     elif (growth := host.rss_mb() - rss_before) > MAX_HOST_GROWTH_MB:

@@ -174,13 +174,13 @@ def test_client_that_disconnects_mid_request_leaks_nothing(fuzz_host, module_dir
         "import os, time\n\ndef calculate_results(ctx):\n"
         f"    open({str(pids)!r}, 'w').write(str(os.getpid()))\n    time.sleep(1)\n    return {{'done': True}}\n"
     )
-    before = len(fuzz_host.descendants())
+    before = len(fuzz_host.runs())
     with fuzz_host.client(linger_s=1.0) as client:
         tid = client.send("hostile.quick", request("vanish.py"))
         assert wait_until(pids.exists, WAIT_S), "the script never started"
     # the client is closed now, its request still running
     pid = int(pids.read_text())
-    assert wait_until(lambda: gone(pid) and len(fuzz_host.descendants()) <= before, WAIT_S)
+    assert wait_until(lambda: gone(pid) and len(fuzz_host.runs()) <= before, WAIT_S)
     assert wait_until(lambda: f"is gone; message for transaction id {tid} dropped" in fuzz_host.output(), WAIT_S)
     with fuzz_host.client() as client:
         assert client.call("hostile.quick", request("good.py"), timeout_s=WAIT_S).success

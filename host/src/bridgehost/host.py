@@ -32,6 +32,7 @@ from bridgehost.liveness import Liveness
 from bridgehost.logs import current_job
 from bridgehost.plugins import Plugins
 from bridgehost.registry import Kind
+from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class Host:
         outcome = Outcome(job_id=job.id, task=job.task, status=status, data=data, error=error, duration_s=duration_s)
         level = logging.INFO if status is Status.SUCCESS else logging.WARNING
         ran = f" in {duration_s:.3f} s" if job.started_at is not None else " without running"
-        shown = error if len(error) <= _LOGGED_ERROR_CHARS else f"{error[:_LOGGED_ERROR_CHARS]}... [{len(error)} characters]"
+        shown = cut_middle(error, _LOGGED_ERROR_CHARS)
         job.log.log(level, "%s%s%s", status.name, ran, f": {shown}" if error else "")
         self.notify("job_finished", job=job, outcome=outcome)
         if not future.done():

@@ -29,6 +29,7 @@ import uuid
 from typing import Any, NoReturn
 
 import msgspec
+from bridgehost.text import cut_middle
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError
 from bridgehost_analysis.jsonvalue import NotJSONError, TooLarge, to_json_value
@@ -178,7 +179,7 @@ def _run(raw: bytes, channel: socket.socket) -> int:
     except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
         code = e.code
         exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=_clip(str(code), MAX_MESSAGE_CHARS), traceback=_format(e))
+        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=cut_middle(str(code), MAX_MESSAGE_CHARS), traceback=_format(e))
     except BaseException as e:  # everything the script raises is reported
         reply = Reply(
             ok=False,
@@ -255,7 +256,7 @@ def _analyse(spec: ChildSpec) -> Reply:
             "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
         )
     except NotJSONError as e:
-        return Reply(ok=False, kind="bad_result", message=_clip(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
+        return Reply(ok=False, kind="bad_result", message=cut_middle(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
     except MemoryError:
         del value  # frees what the script built, if nothing else holds it
         return Reply(
@@ -284,15 +285,7 @@ def _describe(e: BaseException) -> str:
         text = str(e)
     except BaseException:  # a broken __str__ of the script's own exception
         text = "<str() of the exception failed>"
-    return _clip(f"{type(e).__name__}: {text}" if text else type(e).__name__, MAX_MESSAGE_CHARS)
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text``, or its start and end with how much was cut between them."""
-    if len(text) <= limit:
-        return text
-    keep = limit // 2
-    return f"{text[:keep]}[... {len(text) - 2 * keep} characters not shown ...]{text[-keep:]}"
+    return cut_middle(f"{type(e).__name__}: {text}" if text else type(e).__name__, MAX_MESSAGE_CHARS)
 
 
 def _format(e: BaseException) -> str:
@@ -306,7 +299,7 @@ def _format(e: BaseException) -> str:
             tb = tb.tb_next
         if tb is None and not isinstance(e, SyntaxError):  # raised by the runner itself: keep it all
             tb = e.__traceback__
-        return _clip("".join(traceback.format_exception(type(e), e, tb)), MAX_TRACEBACK_CHARS)
+        return cut_middle("".join(traceback.format_exception(type(e), e, tb)), MAX_TRACEBACK_CHARS)
     except BaseException:  # e.g. MemoryError again while formatting
         return _describe(e)
 

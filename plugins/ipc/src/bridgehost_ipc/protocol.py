@@ -19,7 +19,6 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-
 from bridgehost.jobs import Status
 
 PROTOCOL_VERSION = 1
@@ -214,16 +213,6 @@ def scan_transaction_id(frame: bytes | bytearray | memoryview) -> int:
 MAX_ERROR_CHARS = 65536
 """The longest ``error_message`` (and string in a failed response's ``data``,
 such as ``traceback``) the host sends; longer ones are cut in the middle."""
-
-
-def cut_middle(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``text`` if at most ``limit`` characters, else its start and end with
-    a marker saying how much was cut between them (an exception's type is at
-    the start of its message, the line that raised at the end of a traceback)."""
-    if len(text) <= limit:
-        return text
-    keep = max(0, limit - 64) // 2
-    return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[len(text) - keep:]}"
 
 
 def shorten(text: str, limit: int = 64) -> str:

@@ -35,13 +35,14 @@ import bridgehost
 from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError, InvalidField
 from bridgehost.jobs import Status
+from bridgehost.text import cut_middle
 
 from bridgehost_ipc.protocol import (
+    MAX_ERROR_CHARS,
     PROTOCOL_VERSION,
     CommandMessage,
     MessageType,
     ProtocolError,
-    cut_middle,
     decode,
     encode,
     error_response,
@@ -536,8 +537,8 @@ def _bounded(reply: CommandMessage) -> CommandMessage:
     readable answer that fits in a frame."""
     data = reply.data
     if isinstance(data, dict):
-        data = {k: cut_middle(v) if isinstance(v, str) else v for k, v in data.items()}
-    return msgspec.structs.replace(reply, error_message=cut_middle(reply.error_message), data=data)
+        data = {k: cut_middle(v, MAX_ERROR_CHARS) if isinstance(v, str) else v for k, v in data.items()}
+    return msgspec.structs.replace(reply, error_message=cut_middle(reply.error_message, MAX_ERROR_CHARS), data=data)
 
 
 def _server_curve(config: ZmqTransportConfig, host: Host, name: str) -> ServerCurve | None:
