@@ -9,8 +9,11 @@ each response came). Here the bound is only a generous "does not hang".
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
-from harness import CASES, Case, request, run_case, wait_response
+from harness import CASES, Case, gone, prepare_datastore, request, run_case, wait_response, wait_until
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -49,3 +52,31 @@ def test_huge_error_message_is_cut_but_names_the_exception(host, module_dir) -> 
     assert "characters cut" in message
     assert len(message) <= 70_000
     assert len(result.response.data.get("traceback", "")) <= 70_000
+
+
+def test_a_host_killed_with_sigkill_takes_its_analyses_with_it(start_host) -> None:
+    """SIGKILL gives the host no chance to clean up. Its zygote sees the
+    control socket close and kills every run's processes (each child also
+    dies with the zygote, PR_SET_PDEATHSIG), so a supervisor's restart does
+    not find the old runs still going, setsid'd grandchildren included."""
+    host = start_host()
+    prepare_datastore(host.store)
+    pids_file = host.store.root / "stuck.pids"
+    (host.store.scripts_dir / "stuck.py").write_text(
+        "import os, subprocess, time\n\ndef calculate_results(ctx):\n"
+        "    p = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        f"    open({str(pids_file)!r}, 'w').write(f'{{os.getpid()}} {{p.pid}}')\n"
+        "    time.sleep(600)\n"
+    )
+    with host.client() as client:
+        client.send("hostile.roomy", request("stuck.py"))
+        assert wait_until(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2, 30)
+    pids = [int(p) for p in pids_file.read_text().split()]
+    family = host.descendants()
+    assert family, "the host has no zygote or run processes"
+    host.kill()
+    ended = wait_until(lambda: all(gone(p) for p in pids) and all(gone(p.pid) for p in family), 30)
+    left = [p for p in pids if not gone(p)] + [p.pid for p in family if not gone(p.pid)]
+    for pid in left:  # ours: the test started them through the host
+        os.kill(pid, signal.SIGKILL)
+    assert ended, f"still alive after the host's SIGKILL: {left}"
