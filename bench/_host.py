@@ -88,17 +88,11 @@ def running_host(folder: Path, config: str) -> Iterator[HostProcess]:
 
 
 def _wait_ready(host: HostProcess) -> None:
-    deadline = time.monotonic() + 60
     with Client(host.endpoint) as client:
-        while True:
-            if host.proc.poll() is not None:
-                raise SystemExit(f"bridgehost run exited {host.proc.returncode}:\n{host.log.read_text()}")
-            try:
-                client.call("host.ping", timeout_s=0.5)
-                return
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the host did not answer host.ping:\n{host.log.read_text()}") from None
+        try:
+            client.wait_ready(60, alive=lambda: host.proc.poll() is None)
+        except (ConnectionError, TimeoutError) as e:
+            raise SystemExit(f"{e}:\n{host.log.read_text()}") from None
 
 
 def timed_calls(endpoint: str, topic: str, data: dict, count: int, *, fail: bool = False) -> list[float]:

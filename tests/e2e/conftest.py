@@ -122,17 +122,12 @@ def start_host(tmp_path):
         )
         host = RunningHost(proc, endpoint, log)
         started.append(host)
-        deadline = time.monotonic() + 20
         with Client(endpoint) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(f"bridgehost run exited {proc.returncode}:\n{host.output()}")
-                try:
-                    client.call("host.ping", timeout_s=0.5)
-                    return host
-                except TimeoutError:
-                    if time.monotonic() > deadline:
-                        raise AssertionError(f"host did not answer host.ping:\n{host.output()}") from None
+            try:
+                client.wait_ready(20, alive=lambda: proc.poll() is None)
+            except (ConnectionError, TimeoutError) as e:
+                raise AssertionError(f"{e} (exit code {proc.poll()}):\n{host.output()}") from None
+        return host
 
     yield start
     for host in started:  # stop only what we started, by PID

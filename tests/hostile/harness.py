@@ -156,17 +156,12 @@ class HostProcess:
             stderr=subprocess.STDOUT,
         )
         self.starts += 1
-        deadline = time.monotonic() + within
         with self.client() as client:
-            while True:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"bridgehost run exited {self.proc.returncode}:\n{self.output()}")
-                try:
-                    client.call("host.ping", timeout_s=0.5)
-                    return self
-                except TimeoutError:
-                    if time.monotonic() > deadline:
-                        raise AssertionError(f"host did not answer host.ping:\n{self.output()}") from None
+            try:
+                client.wait_ready(within, alive=self.alive)
+            except (ConnectionError, TimeoutError) as e:
+                raise AssertionError(f"{e} (exit code {self.proc.poll()}):\n{self.output()}") from None
+        return self
 
     def client(self, **kwargs: Any) -> Client:
         return Client(self.endpoint, **{**self.client_kwargs, **kwargs})

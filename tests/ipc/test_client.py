@@ -53,6 +53,28 @@ def test_call_timeout_names_topic_tid_and_endpoint(tmp_path):
     assert "'python.run_analysis'" in text and "transaction id 2" in text and endpoint in text
 
 
+def test_wait_ready_returns_the_ping_once_the_host_answers(rig):
+    with rig.client() as client:
+        response = client.wait_ready(10)
+    assert response.success and response.topic == "host.ping"
+
+
+def test_wait_ready_stops_at_once_when_the_host_process_has_ended(tmp_path):
+    tries = []
+    with Client(f"ipc://{tmp_path}/ended.sock") as client:
+        with pytest.raises(ConnectionError, match="ended before it answered host.ping"):
+            client.wait_ready(60, alive=lambda: tries.append(1) or len(tries) < 2)
+    assert len(tries) == 2  # asked before each try; the second said no
+
+
+def test_wait_ready_times_out_naming_the_endpoint(tmp_path):
+    endpoint = f"ipc://{tmp_path}/nobody.sock"
+    with Client(endpoint) as client:
+        with pytest.raises(TimeoutError, match="host.ping") as raised:
+            client.wait_ready(0.3)
+    assert endpoint in str(raised.value)
+
+
 def test_late_answer_to_a_timed_out_call_is_dropped(rig):
     with rig.client() as client:
         with pytest.raises(TimeoutError):

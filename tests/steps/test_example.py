@@ -51,14 +51,10 @@ def example_host(tmp_path):
     )
     try:
         with Client(endpoint) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    client.call("host.ping", timeout_s=0.5)
-                    break
-                except TimeoutError:
-                    assert time.monotonic() < deadline, log.read_text()
+            try:
+                client.wait_ready(30, alive=lambda: proc.poll() is None)
+            except (ConnectionError, TimeoutError) as e:
+                raise AssertionError(f"{e}:\n{log.read_text()}") from None
         yield config, log
     finally:
         if proc.poll() is None:  # stop only what we started, by PID

@@ -26,6 +26,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -42,6 +43,10 @@ from bridgehost_ipc.protocol import (
     new_request,
 )
 from bridgehost_ipc.security import CurveError, apply_client_curve
+
+_READY_TRY_S = 0.5
+"""How long ``wait_ready`` waits for each ping: a socket that connects
+before the host binds may lose the first."""
 
 __all__ = ["DEFAULT_ENDPOINT", "Client", "CommandMessage", "CurveError", "SendQueueFull"]
 
@@ -211,6 +216,26 @@ class Client:
                 )
             self.poll(remaining)
         return response
+
+    def wait_ready(self, timeout_s: float = 30.0, *, alive: Callable[[], bool] | None = None) -> CommandMessage:
+        """Call ``host.ping`` until the host answers, for up to ``timeout_s``
+        seconds: for whoever has just started ``bridgehost run`` (a
+        supervisor, a test, a benchmark). Returns the ping's response.
+
+        ``alive``, if given, is asked before each try (e.g. ``lambda:
+        proc.poll() is None``): once it is false, raises ``ConnectionError``
+        at once instead of waiting out the time. Raises ``TimeoutError`` if
+        the host has not answered in time.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if alive is not None and not alive():
+                raise ConnectionError(f"the host at {self.endpoint} ended before it answered host.ping")
+            try:
+                return self.call("host.ping", timeout_s=min(_READY_TRY_S, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no answer to host.ping from {self.endpoint} within {timeout_s} s") from None
 
     def _drain(self) -> None:
         """Move every message that has arrived into the response dict or the broadcast deque."""
