@@ -4,6 +4,9 @@ real IOC and a real p4p server, typed errors, templates checked at build."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -113,3 +116,24 @@ def test_check_names_an_unknown_task(tmp_path, capsys):
     config.write_text('[[triggers]]\nkind = "epics"\nprefix = "X:"\ntask = "nope"\n')
     assert cli(["check", str(config)]) == 2
     assert "triggers[0].task: no task named 'nope' (tasks: none)" in capsys.readouterr().err
+
+
+def test_the_pv_command_puts_and_gets_plain_values(ioc):
+    """`python -m bridgehost_epics.pv`, which the examples' READMEs use
+    (p4p's own `python -m p4p.client.cli put` raises NameError here)."""
+    i = ioc()
+    P = i.prefix
+    env = {**os.environ, **i.client_env}
+
+    def pv(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bridgehost_epics.pv", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+
+    put = pv("put", f"{P}TaskDuration=2.5", f"{P}Refused=3")
+    assert put.returncode == 0, put.stderr
+    refused = pv("put", f"{P}TaskDuration=fast")  # text for a double: refused, naming the PV
+    assert refused.returncode == 1 and f"{P}TaskDuration" in refused.stderr
+    got = pv("get", f"{P}TaskDuration", f"{P}Refused")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.splitlines() == [f"{P}TaskDuration 2.5", f"{P}Refused 3"]
+    assert pv("put", f"{P}Trigger").returncode == 2  # no value: usage

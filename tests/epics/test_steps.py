@@ -114,7 +114,7 @@ def test_the_example_sequence_is_paused_resumed_and_halted_from_pvs(ioc, start_h
         paused_at = json.loads(read_long_string(c.get(P + "Location")))
         assert paused_at["name"] == "heat" and "phase" in paused_at["location"]
         # the README's client prints the long strings as text
-        shown = subprocess.run([sys.executable, str(EXAMPLES / "pv.py"), "get", P + "State", P + "Location"],
+        shown = subprocess.run([sys.executable, "-m", "bridgehost_epics.pv", "get", P + "State", P + "Location"],
                                capture_output=True, text=True, timeout=60, env={**os.environ, **i.client_env})
         assert shown.stdout.splitlines() == [f"{P}State paused", f"{P}Location {json.dumps(paused_at, separators=(',', ':'))}"]
 
