@@ -75,16 +75,22 @@ def running_host(folder: Path, config: str) -> Iterator[HostProcess]:
         yield host
         family = host.family()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
     _, alive = psutil.wait_procs(family, timeout=10)
     if alive:
         raise SystemExit(f"processes left running after the host stopped: {alive}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a ``bridgehost run`` this benchmark started, by PID: SIGTERM (so
+    it stops its components and their processes), SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _wait_ready(host: HostProcess) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+from _host import stop
 from bridgehost_epics.names import STEP_STATES, db_path
 from bridgehost_epics.softioc import SoftIoc
 
@@ -125,8 +125,7 @@ def main() -> None:
                 halt_ms = (seen.first(P + "Busy", lambda v: int(v) == 0, mark) - t0) * 1000
                 seen.close()
         finally:
-            host.send_signal(signal.SIGTERM)
-            host.wait(30)
+            stop(host)
             ioc.kill()
     print(json.dumps({
         "bench": "epics_steps",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import psutil
 
+from _host import stop
 from bridgehost_epics.names import db_path
 from bridgehost_epics.softioc import SoftIoc
 
@@ -104,11 +104,7 @@ def main() -> int:
         try:
             result = measure(ioc, host, log, args)
         finally:
-            host.send_signal(signal.SIGTERM)
-            try:
-                host.wait(30)
-            except subprocess.TimeoutExpired:
-                host.kill()
+            stop(host)
             ioc.kill()
     print(json.dumps(result))
     return 0

@@ -157,109 +157,37 @@ async def faulted(*more, **kwargs) -> Harness:
     return h
 
 
-@drives(S.RUNNING, C.PAUSE)
-async def _():
-    h, _gate = await running_waiter()
-    h.run.control(C.PAUSE)
-    return h
+def drives_control(state: State, control: Control, setup: Callable[[], Awaitable[object]], **kwargs: object) -> None:
+    """Register the driver of a row that is one control request: reach
+    ``state`` with ``setup``, then send ``control`` (with its point or data)."""
+
+    async def driver() -> Harness:
+        reached = await setup()
+        h = reached[0] if isinstance(reached, tuple) else reached
+        h.run.control(control, **kwargs)
+        return h
+
+    drives(state, control)(driver)
 
 
-@drives(S.RUNNING, C.HALT)
-async def _():
-    h, _gate = await running_waiter()
-    h.run.control(C.HALT)
-    return h
-
-
-@drives(S.RUNNING, C.JUMP)
-async def _():
-    h, _gate = await running_waiter()
-    h.run.control(C.JUMP, point=3)
-    return h
-
-
-@drives(S.RUNNING, C.SWAP)
-async def _():
-    h, _gate = await running_waiter()
-    h.run.control(C.SWAP, data={"new": True})
-    return h
-
-
-@drives(S.PAUSING, C.RESUME)
-async def _():
-    h, _gate = await pausing_outside()
-    h.run.control(C.RESUME)
-    return h
-
-
-@drives(S.PAUSING, C.HALT)
-async def _():
-    h, _gate = await pausing_outside()
-    h.run.control(C.HALT)
-    return h
-
-
-@drives(S.PAUSING, C.JUMP)
-async def _():
-    h, _gate = await pausing_outside()
-    h.run.control(C.JUMP, point=1)
-    return h
-
-
-@drives(S.PAUSING, C.SWAP)
-async def _():
-    h, _gate = await pausing_outside()
-    h.run.control(C.SWAP, data=1)
-    return h
-
-
-@drives(S.PAUSED, C.RESUME)
-async def _():
-    h, _gate = await paused_waiter()
-    h.run.control(C.RESUME)
-    return h
-
-
-@drives(S.PAUSED, C.HALT)
-async def _():
-    h, _gate = await paused_waiter()
-    h.run.control(C.HALT)
-    return h
-
-
-@drives(S.PAUSED, C.JUMP)
-async def _():
-    h, _gate = await paused_waiter()
-    h.run.control(C.JUMP, point=2)
-    return h
-
-
-@drives(S.PAUSED, C.SWAP)
-async def _():
-    h, _gate = await paused_waiter()
-    h.run.control(C.SWAP, data=2)
-    return h
-
-
-@drives(S.FAULTED, C.RETRY)
-async def _():
-    h = await faulted()
-    h.run.control(C.RETRY)
-    return h
-
-
-@drives(S.FAULTED, C.SKIP)
-async def _():
-    h = await faulted()
-    h.run.control(C.SKIP)
-    return h
-
-
-@drives(S.FAULTED, C.HALT)
-async def _():
-    h = await faulted()
-    h.run.control(C.HALT)
-    return h
+for _state, _control, _setup, _kwargs in (
+    (S.RUNNING, C.PAUSE, running_waiter, {}),
+    (S.RUNNING, C.HALT, running_waiter, {}),
+    (S.RUNNING, C.JUMP, running_waiter, {"point": 3}),
+    (S.RUNNING, C.SWAP, running_waiter, {"data": {"new": True}}),
+    (S.PAUSING, C.RESUME, pausing_outside, {}),
+    (S.PAUSING, C.HALT, pausing_outside, {}),
+    (S.PAUSING, C.JUMP, pausing_outside, {"point": 1}),
+    (S.PAUSING, C.SWAP, pausing_outside, {"data": 1}),
+    (S.PAUSED, C.RESUME, paused_waiter, {}),
+    (S.PAUSED, C.HALT, paused_waiter, {}),
+    (S.PAUSED, C.JUMP, paused_waiter, {"point": 2}),
+    (S.PAUSED, C.SWAP, paused_waiter, {"data": 2}),
+    (S.FAULTED, C.RETRY, faulted, {}),
+    (S.FAULTED, C.SKIP, faulted, {}),
+    (S.FAULTED, C.HALT, faulted, {}),
+):
+    drives_control(_state, _control, _setup, **_kwargs)
 
 
 @drives(S.RUNNING, P.RETURNED)
