@@ -199,13 +199,12 @@ def test_handlers_route_by_exact_topic_then_longest_prefix(rig):
     assert "steps.jump.*" in t.patterns()
 
 
-@pytest.mark.parametrize("pattern", ["", "steps*", "st*.x", "*.x", "host.ping"])
-def test_add_handler_refuses_bad_or_taken_patterns(rig, pattern):
+def test_add_handler_refuses_a_taken_pattern_naming_the_transport(rig):
     async def handle(message):
         return message.reply()
 
-    with pytest.raises(ValueError, match="pattern"):
-        rig.transport.add_handler(pattern, handle)
+    with pytest.raises(ValueError, match="'host.ping' already has a handler on zmq transport 'zmq'"):
+        rig.transport.add_handler("host.ping", handle)
 
 
 def test_handler_errors_become_crash_responses(rig, caplog):
@@ -329,8 +328,18 @@ def test_stop_answers_requests_still_running_after_the_timeout_cancelled(make_ri
 
 def test_second_transport_on_a_taken_endpoint_fails_to_start_clearly(rig, loop_thread):
     other = ZmqTransport(ZmqTransportConfig(kind="zmq", endpoint=rig.endpoint), rig.host)
-    with pytest.raises(TransportError, match=f"cannot bind ZeroMQ ROUTER to {rig.endpoint}"):
+    with pytest.raises(TransportError, match=f"cannot bind ZeroMQ ROUTER to {rig.endpoint}") as error:
         loop_thread.run(other.start())
+    assert "another process is listening there" in str(error.value)
+
+
+def test_an_address_this_machine_does_not_have_is_not_blamed_on_another_process(rig, loop_thread):
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never a local address, so bind fails with EADDRNOTAVAIL
+    other = ZmqTransport(ZmqTransportConfig(kind="zmq", endpoint="tcp://192.0.2.1:5555"), rig.host)
+    with pytest.raises(TransportError, match="Cannot assign requested address") as error:
+        loop_thread.run(other.start())
+    assert "this machine has no such address" in str(error.value)
+    assert "another process" not in str(error.value)
 
 
 def test_ipc_endpoint(make_rig, tmp_path):

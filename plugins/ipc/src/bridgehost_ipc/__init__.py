@@ -4,7 +4,8 @@
 - ``bridgehost_ipc.client``: ``Client``, a synchronous DEALER for control loops and scripts.
 - ``bridgehost_ipc.security``: CURVE keys and ``ipc://`` file modes (docs/security.md).
 - ``bridgehost_ipc.transport`` / ``.trigger``: the ``zmq`` transport and trigger kinds
-  (registered by ``bridgehost_ipc.plugin``).
+  (registered by ``bridgehost_ipc.plugin``); ``.routing``: its topic routing
+  table; ``.endpoints``: endpoint checks, exposure warnings, bind errors.
 
 Protocol reference: ``docs/ipc-protocol.md``.
 """

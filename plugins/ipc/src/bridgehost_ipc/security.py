@@ -29,13 +29,16 @@ from pathlib import Path
 import zmq
 import zmq.asyncio
 import zmq.auth
+from bridgehost.errors import InvalidField
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("bridgehost.ipc")
 
-__all__ = ["CurveError", "CurveKeys", "ServerCurve", "apply_client_curve", "load_keypair", "secure_ipc_file"]
+__all__ = [
+    "CurveError", "CurveKeys", "ServerCurve", "apply_client_curve", "load_keypair", "secure_ipc_file", "server_curve",
+]
 
 
 class CurveError(ValueError):
@@ -226,3 +229,29 @@ def secure_ipc_file(endpoint: str, mode: int) -> str | None:
         return None
     os.chmod(path, stat.S_IMODE(mode))
     return path
+
+
+def server_curve(
+    secret_key: str | None, authorized_keys: str | None, base_dir: Path, transport_name: str
+) -> ServerCurve | None:
+    """The CURVE setup a ``zmq`` transport's config asks for (its
+    ``curve_secret_key`` and ``curve_authorized_keys``, relative to
+    ``base_dir``), or None when neither is set. Raises ``InvalidField``
+    naming the key when only one is set or its files are unusable, so
+    ``bridgehost check`` reports it."""
+    if secret_key is None and authorized_keys is None:
+        return None
+    if secret_key is None or authorized_keys is None:
+        given, missing = ("curve_secret_key", "curve_authorized_keys") if authorized_keys is None else (
+            "curve_authorized_keys", "curve_secret_key")
+        raise InvalidField(missing, f"{given} is set but {missing} is not", "CURVE needs both; see docs/security.md")
+    folder = base_dir / Path(authorized_keys).expanduser()
+    try:
+        keys = load_keypair(base_dir / Path(secret_key).expanduser(), need_secret=True)
+    except CurveError as e:
+        raise InvalidField("curve_secret_key", str(e)) from None
+    try:
+        count = load_authorized(folder)
+    except CurveError as e:
+        raise InvalidField("curve_authorized_keys", str(e)) from None
+    return ServerCurve(keys, folder, count, transport_name)

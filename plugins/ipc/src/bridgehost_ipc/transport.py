@@ -8,9 +8,12 @@ once, with the request's transaction id:
   client may not send get an error response at once (and a WARNING line);
 - ``heartbeat`` messages are echoed; ``host.ping`` is answered directly;
 - other requests go to the handler registered for their topic
-  (``add_handler``), each in its own asyncio task so a slow one never holds
-  up the receive loop. The ``zmq`` trigger installs the catch-all handler
-  ``"*"`` that hands requests to the host's tasks.
+  (``add_handler``; the rules are ``bridgehost_ipc.routing``), each in its
+  own asyncio task so a slow one never holds up the receive loop. The
+  ``zmq`` trigger installs the catch-all handler ``"*"`` that hands
+  requests to the host's tasks.
+
+Endpoint checks are ``bridgehost_ipc.endpoints``, CURVE ``bridgehost_ipc.security``.
 
 Config (``[[transports]] kind = "zmq"``): see ``ZmqTransportConfig``.
 Wire format: ``docs/ipc-protocol.md``.
@@ -19,24 +22,22 @@ Wire format: ``docs/ipc-protocol.md``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import bridgehost
 import msgspec
 import zmq
 import zmq.asyncio
-
-import bridgehost
 from bridgehost.config import TransportConfig
-from bridgehost.errors import BridgehostError, InvalidField
+from bridgehost.errors import BridgehostError
 from bridgehost.jobs import Status
 from bridgehost.text import cut_middle
 
+from bridgehost_ipc.endpoints import bind_hint, check_endpoint, exposure_warnings
 from bridgehost_ipc.protocol import (
     MAX_ERROR_CHARS,
     PROTOCOL_VERSION,
@@ -51,7 +52,8 @@ from bridgehost_ipc.protocol import (
     scan_transaction_id,
     shorten,
 )
-from bridgehost_ipc.security import CurveError, ServerCurve, load_authorized, load_keypair, secure_ipc_file
+from bridgehost_ipc.routing import TopicRoutes
+from bridgehost_ipc.security import secure_ipc_file, server_curve
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -117,13 +119,15 @@ class ZmqTransport:
 
     def __init__(self, config: ZmqTransportConfig, host: Host):
         check_endpoint(config.endpoint)
+        base = Path(getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd())
         self.config = config
         self.host = host
         self.name = config.name or config.kind
         self.endpoint = config.endpoint
-        self.curve = _server_curve(config, host, self.name)
-        self._exact: dict[str, Handler] = {"host.ping": self._ping}
-        self._prefixes: dict[str, Handler] = {}
+        self.curve = server_curve(config.curve_secret_key, config.curve_authorized_keys, base, self.name)
+        self.routes: TopicRoutes[Handler] = TopicRoutes()
+        """Who answers which topic; ``add_handler`` fills it."""
+        self.routes.add("host.ping", self._ping)
         self._peers: dict[bytes, float] = {}  # DEALER peer routing id -> time.monotonic() last heard
         self._pruned_at = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -136,7 +140,7 @@ class ZmqTransport:
     # -- routing -----------------------------------------------------------
 
     def add_handler(self, pattern: str, handler: Handler) -> None:
-        """Route requests to ``handler`` by topic.
+        """Route requests to ``handler`` by topic (``bridgehost_ipc.routing``).
 
         ``pattern`` is an exact topic (``"steps.pause"``), a prefix ending in
         ``.*`` (``"steps.*"`` matches every topic that starts with
@@ -146,37 +150,18 @@ class ZmqTransport:
         starts. Raises ``ValueError`` for a malformed pattern or one already
         routed.
         """
-        table, key = self._table(pattern)
-        if key in table:
-            raise ValueError(f"topic pattern {pattern!r} already has a handler on zmq transport {self.name!r}")
-        table[key] = handler
+        try:
+            self.routes.add(pattern, handler)
+        except ValueError as e:
+            raise ValueError(f"{e} on zmq transport {self.name!r}") from None
 
     def remove_handler(self, pattern: str) -> None:
         """Stop routing ``pattern`` (as given to ``add_handler``); no error if absent."""
-        table, key = self._table(pattern)
-        table.pop(key, None)
+        self.routes.remove(pattern)
 
     def patterns(self) -> list[str]:
         """The routed topic patterns, sorted (``host.ping``, ``steps.*``, ``*``...)."""
-        return sorted([*self._exact, *(f"{p}*" for p in self._prefixes)])
-
-    def _table(self, pattern: str) -> tuple[dict[str, Handler], str]:
-        if not isinstance(pattern, str) or not pattern:
-            raise ValueError(f"a topic pattern is a non-empty string, got {pattern!r}")
-        if pattern == "*" or pattern.endswith(".*"):
-            prefix = pattern[:-1]
-            if "*" not in prefix:
-                return self._prefixes, prefix
-        elif "*" not in pattern:
-            return self._exact, pattern
-        raise ValueError(f"topic pattern {pattern!r}: '*' may only stand alone or end a prefix, as in 'steps.*'")
-
-    def _handler_for(self, topic: str) -> Handler | None:
-        handler = self._exact.get(topic)
-        if handler is not None:
-            return handler
-        best = max((p for p in self._prefixes if topic.startswith(p)), key=len, default=None)
-        return None if best is None else self._prefixes[best]
+        return self.routes.patterns()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -197,8 +182,7 @@ class ZmqTransport:
         except zmq.ZMQError as e:
             await self._abandon(ctx, sock)
             raise TransportError(
-                f"cannot bind ZeroMQ ROUTER to {self.config.endpoint}: {e.strerror}; "
-                "another process may be listening there: stop it or set another endpoint"
+                f"cannot bind ZeroMQ ROUTER to {self.config.endpoint}: {e.strerror}; {bind_hint(e.errno)}"
             ) from e
         try:
             secure_ipc_file(self.endpoint, self.config.ipc_mode)
@@ -215,17 +199,8 @@ class ZmqTransport:
                 "zmq transport %r: CURVE on, %d authorized key(s) in %s",
                 self.name, self.curve.count, self.curve.authorized,
             )
-        elif not _is_local(self.endpoint):
-            log.warning(
-                "zmq transport %r listens on %s without CURVE: any host that reaches it can run tasks "
-                "(set curve_secret_key and curve_authorized_keys, see docs/security.md)",
-                self.name, self.endpoint,
-            )
-        if self.endpoint.startswith("ipc://@"):
-            log.warning(
-                "zmq transport %r: %s is an abstract socket: it has no file permissions, "
-                "any process on this machine can connect", self.name, self.endpoint,
-            )
+        for warning in exposure_warnings(self.endpoint, curve=self.curve is not None):
+            log.warning("zmq transport %r: %s", self.name, warning)
         log.info("zmq transport %r listening on %s", self.name, self.endpoint)
 
     async def _abandon(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
@@ -373,7 +348,7 @@ class ZmqTransport:
         return message
 
     async def _dispatch(self, envelope: list[bytes], message: CommandMessage) -> None:
-        handler = self._handler_for(message.topic)
+        handler = self.routes.lookup(message.topic)
         if handler is None:
             topic = shorten(repr(message.topic))
             log.warning("zmq transport %r: request for unknown topic %s", self.name, topic)
@@ -512,25 +487,6 @@ class ZmqTransport:
         return sent
 
 
-def check_endpoint(endpoint: str) -> None:
-    """Raise ``InvalidField("endpoint", ...)`` for an endpoint that cannot
-    be bound, so ``bridgehost check`` says so before anything starts: a
-    ``tcp://`` one needs ``host:port`` with a port of 1-65535 or ``*``
-    (zmq_tcp(7)), an ``ipc://`` path an existing folder (zmq_ipc(7);
-    ``ipc://@name`` is Linux's abstract namespace)."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme == "tcp":
-        host, sep, port = rest.rpartition(":")
-        if not sep or not host or not (port == "*" or (port.isdigit() and 1 <= int(port) <= 65535)):
-            raise InvalidField(
-                "endpoint", f"{endpoint!r} is not tcp://HOST:PORT with a port of 1-65535 or *", "e.g. tcp://127.0.0.1:5555"
-            )
-    elif scheme == "ipc" and not rest.startswith("@"):
-        folder = os.path.dirname(os.path.abspath(rest))
-        if not os.path.isdir(folder):
-            raise InvalidField("endpoint", f"the folder {folder} of {endpoint!r} does not exist", "create it first")
-
-
 def _bounded(reply: CommandMessage) -> CommandMessage:
     """A failed response whose message and string details are cut to
     ``MAX_ERROR_CHARS``: a script that raises a 10 MB message still gets a
@@ -539,39 +495,3 @@ def _bounded(reply: CommandMessage) -> CommandMessage:
     if isinstance(data, dict):
         data = {k: cut_middle(v, MAX_ERROR_CHARS) if isinstance(v, str) else v for k, v in data.items()}
     return msgspec.structs.replace(reply, error_message=cut_middle(reply.error_message, MAX_ERROR_CHARS), data=data)
-
-
-def _server_curve(config: ZmqTransportConfig, host: Host, name: str) -> ServerCurve | None:
-    """The CURVE setup the config asks for; ``InvalidField`` if it is half
-    given or its files are unusable (so ``bridgehost check`` reports it)."""
-    secret, authorized = config.curve_secret_key, config.curve_authorized_keys
-    if secret is None and authorized is None:
-        return None
-    if secret is None or authorized is None:
-        given, missing = ("curve_secret_key", "curve_authorized_keys") if authorized is None else (
-            "curve_authorized_keys", "curve_secret_key")
-        raise InvalidField(missing, f"{given} is set but {missing} is not", "CURVE needs both; see docs/security.md")
-    base = Path(getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd())
-    folder = base / Path(authorized).expanduser()
-    try:
-        keys = load_keypair(base / Path(secret).expanduser(), need_secret=True)
-    except CurveError as e:
-        raise InvalidField("curve_secret_key", str(e)) from None
-    try:
-        count = load_authorized(folder)
-    except CurveError as e:
-        raise InvalidField("curve_authorized_keys", str(e)) from None
-    return ServerCurve(keys, folder, count, name)
-
-
-def _is_local(endpoint: str) -> bool:
-    scheme, _, rest = endpoint.partition("://")
-    if scheme != "tcp":
-        return True  # ipc:// and inproc:// never leave the machine
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a hostname
