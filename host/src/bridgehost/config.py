@@ -19,8 +19,8 @@ table is validated by the config Struct its kind registered. Every error is a
 was expected and what was found. Reference: ``docs/config.md``.
 
 Environment variables override single keys of the file (``load`` reads
-them; ``parse_config`` takes them as ``environ``), for container
-deployments: ``BRIDGEHOST__HOST__NAME=rig-2`` sets ``[host] name``,
+them; ``parse_config`` takes them as ``environ``; ``bridgehost.env``), for
+container deployments: ``BRIDGEHOST__HOST__NAME=rig-2`` sets ``[host] name``,
 ``BRIDGEHOST__TASKS__0__TIMEOUT_S=30`` sets ``timeout_s`` of the first
 ``[[tasks]]`` table. Precedence, highest first: command-line options,
 environment variables, the file, the defaults.
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 import msgspec.inspect
 
+from bridgehost.env import COMPONENT_SECTIONS, EnvOverride, apply_overrides, env_overrides
 from bridgehost.errors import ConfigError
 from bridgehost.logs import LogFormat
 from bridgehost.registry import Kind
@@ -145,8 +146,7 @@ class Config(msgspec.Struct, kw_only=True):
         return path.parent if path.suffix else Path.cwd()
 
 
-_COMPONENT_SECTIONS = tuple(k.section for k in (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG))
-_TOP_LEVEL = {"host", "plugins", *_COMPONENT_SECTIONS}
+_TOP_LEVEL = {"host", "plugins", *COMPONENT_SECTIONS}
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
@@ -243,54 +243,6 @@ def parse_config(
     return config
 
 
-# -- environment overrides ------------------------------------------------------
-
-ENV_PREFIX = "BRIDGEHOST__"
-"""Variables ``BRIDGEHOST__<TABLE>__<KEY>`` (``[host]``, ``[plugins]``) and
-``BRIDGEHOST__<ARRAY>__<INDEX>__<KEY>`` (``[[tasks]]`` ...) override one key.
-Names are case-insensitive; the double underscore separates the parts since
-keys contain single ones (the convention of pydantic-settings and Dynaconf)."""
-
-
-class EnvOverride(msgspec.Struct, frozen=True):
-    """One ``BRIDGEHOST__...`` variable: the key it sets and its raw text."""
-
-    var: str
-    table: str
-    index: int | None
-    key: str
-    value: str
-
-    @property
-    def path(self) -> str:
-        return f"{self.table}{'' if self.index is None else f'[{self.index}]'}.{self.key}"
-
-
-def env_overrides(environ: Mapping[str, str], source: str = "<environment>") -> list[EnvOverride]:
-    """The config overrides among ``environ``'s variables, sorted by name.
-    Raises ConfigError for a ``BRIDGEHOST__`` variable that names no table
-    and key."""
-    found = []
-    for var in sorted(environ):
-        if not var.upper().startswith(ENV_PREFIX):
-            continue
-        parts = var[len(ENV_PREFIX) :].lower().split("__")
-        if len(parts) == 2 and parts[0] in ("host", "plugins") and parts[1]:
-            found.append(EnvOverride(var, parts[0], None, parts[1], environ[var]))
-        elif len(parts) == 3 and parts[0] in _COMPONENT_SECTIONS and parts[1].isdigit() and parts[2]:
-            found.append(EnvOverride(var, parts[0], int(parts[1]), parts[2], environ[var]))
-        else:
-            raise ConfigError(
-                source,
-                var,
-                "this environment variable names no config key",
-                f"use {ENV_PREFIX}<TABLE>__<KEY> for [host] and [plugins] (e.g. {ENV_PREFIX}HOST__LOG_LEVEL), "
-                f"{ENV_PREFIX}<ARRAY>__<INDEX>__<KEY> for the arrays of tables (e.g. {ENV_PREFIX}TASKS__0__TIMEOUT_S), "
-                "or unset it",
-            )
-    return found
-
-
 def _section(
     table: Any, type_: type[msgspec.Struct], source: str, key: str, overrides: list[EnvOverride], env: dict[str, str]
 ) -> Any:
@@ -298,56 +250,9 @@ def _section(
     overrides applied, validated as ``type_``; adds the keys the
     environment set to ``env``. Raises ConfigError."""
     section, _, index = key.partition("[")
-    table, applied = _apply_env(table, type_, section, int(index[:-1]) if index else None, overrides, source)
+    table, applied = apply_overrides(table, type_, section, int(index[:-1]) if index else None, overrides, source)
     env.update(applied)
     return _convert_env(table, type_, source, key, applied)
-
-
-def _apply_env(
-    table: Any, type_: type[msgspec.Struct], section: str, index: int | None, overrides: list[EnvOverride], source: str
-) -> tuple[Any, dict[str, str]]:
-    """``table`` with the overrides for it applied, and ``{key path: var}``.
-
-    A value is taken as text for a string field (``str``, a ``Literal`` or
-    enum of strings) and parsed as a TOML value otherwise (``30``, ``true``,
-    ``["a", "b"]``), so ``NAME=123`` stays the string ``"123"``."""
-    mine = [o for o in overrides if o.table == section and o.index == index]
-    if not mine or not isinstance(table, dict):
-        return table, {}
-    fields = {f.encode_name: f.type for f in msgspec.inspect.type_info(type_).fields}
-    table = dict(table)
-    env = {}
-    for o in mine:
-        if o.key not in fields:
-            raise ConfigError(
-                source, o.var, f"{o.path}: unknown key", f"this table takes: {', '.join(fields)}"
-            )
-        if _takes_text(fields[o.key]):
-            table[o.key] = o.value
-        else:
-            try:
-                table[o.key] = tomllib.loads(f"v = {o.value}")["v"]
-            except tomllib.TOMLDecodeError:
-                raise ConfigError(
-                    source,
-                    o.var,
-                    f"{o.path}: {o.value!r} is not a TOML value",
-                    'write it as in the file: 30, 2.5, true, ["a", "b"], "text"',
-                ) from None
-        env[o.path] = o.var
-    return table, env
-
-
-def _takes_text(info: Any) -> bool:
-    types = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
-    for t in types:
-        if isinstance(t, msgspec.inspect.StrType):
-            return True
-        if isinstance(t, msgspec.inspect.LiteralType) and all(isinstance(v, str) for v in t.values):
-            return True
-        if isinstance(t, msgspec.inspect.EnumType) and all(isinstance(m.value, str) for m in t.cls):
-            return True
-    return False
 
 
 def _convert_env(value: Any, type_: type[msgspec.Struct], source: str, key: str, env: dict[str, str]) -> Any:
