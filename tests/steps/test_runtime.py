@@ -11,7 +11,7 @@ from bridgehost_steps import JumpRequest, PauseRequest, ProcessFailureError, Swa
 from bridgehost_steps.machine import NOT_PAUSABLE, Control, State
 from bridgehost_steps.run import Topic
 
-from stepkit import Harness, until
+from stepkit import Harness, running_host, until
 
 C, S = Control, State
 
@@ -107,6 +107,45 @@ def test_a_resume_that_arrives_before_wait_wakes_lets_the_awaitable_finish():
         h.run.control(C.PAUSE)
         h.run.control(C.RESUME)  # same loop iteration: wait() sees nothing pending
         assert (await h.outcome())[1]["result"] == "finished"
+
+    run(scenario())
+
+
+def test_a_resume_while_wait_cancels_its_awaitable_withdraws_the_pause_every_time():
+    """Issue 13 item 15: pause then resume at once, thousands of times over
+    many jobs, through the controller of a real host. The resume lands in
+    every phase of wait() (before it wakes, while it cancels its awaitable,
+    after it raised): the pause is withdrawn each time, no job fails."""
+
+    async def soak(context):
+        context.pausable = True
+        while True:  # the documented pattern
+            try:
+                await context.wait(asyncio.Event().wait())
+            except PauseRequest:
+                await context.checkpoint()
+
+    config = '[[tasks]]\nname = "soak"\nkind = "step"\ntarget = "soak"\nconcurrency = 40\n'
+
+    async def scenario():
+        async with running_host(config, steps={"soak": soak}) as (_host, controller, _seen):
+            jobs = [controller.start("soak", job_id=f"soak-{i}")[0].job_id for i in range(40)]
+            await until(lambda: all((s := controller.status(j)) and s.pausable for j in jobs), "every job pausable")
+            refused = []
+            for round_ in range(100):  # 4000 pairs
+                for job in jobs:
+                    pause = controller.pause(job)
+                    for _ in range(round_ % 4):  # 0-3 loop iterations between the two
+                        await asyncio.sleep(0)
+                    resume = controller.resume(job)
+                    refused += [a for a in (pause, resume) if not a.accepted]
+                await asyncio.sleep(0)
+            assert refused == []
+            assert {controller.status(j).state for j in jobs} == {"running"}
+            assert all(controller.status(j).error == "" for j in jobs)
+            for job in jobs:
+                assert controller.halt(job).accepted
+            await until(lambda: all(controller.status(j).state == "halted" for j in jobs), "every job halted")
 
     run(scenario())
 

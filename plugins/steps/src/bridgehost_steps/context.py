@@ -120,7 +120,9 @@ class ProcessContext:
 
         A request already pending when called is raised at once (the
         awaitable is closed unstarted). If the awaitable finishes while being
-        cancelled, its result is returned and the request stays pending. A
+        cancelled, its result is returned and the request stays pending; if
+        a resume withdraws the pause while the awaitable is being cancelled,
+        ``PauseRequest`` is still raised (the next ``checkpoint()`` passes). A
         halt cancels the awaitable and raises ``CancelledError``. Wrap the
         awaitable in ``asyncio.shield`` to keep it running (seed, "Jumping").
         """

@@ -258,11 +258,16 @@ class Run:
         return self.state is State.RUNNING and self.pending is not None
 
     def take_interrupt(self) -> ControlRequest:
+        """What ``wait()`` raises once it has cancelled its awaitable: a pause
+        first, else the pending jump or swap.
+
+        Cancelling the awaitable takes a loop iteration, in which a resume may
+        withdraw the pause that woke ``wait()``. The awaitable is gone by then,
+        so ``wait()`` cannot go on waiting: it still raises ``PauseRequest``, and
+        the ``checkpoint()`` the process calls next returns at once."""
         if self.state in (State.PAUSING, State.PAUSED):
             return PauseRequest()
-        change = self.take_change()
-        assert change is not None
-        return change
+        return self.take_change() or PauseRequest()
 
     def take_change(self) -> ControlRequest | None:
         """The pending jump or swap as the exception to raise in the process, or None."""
