@@ -38,6 +38,13 @@ target = "stubborn"
 timeout_s = 60
 
 [[tasks]]
+name = "soak"
+kind = "step"
+target = "delay"
+data = { seconds = 30 }
+timeout_s = 60
+
+[[tasks]]
 name = "plain"
 kind = "callable"
 target = "json:dumps"
@@ -163,3 +170,22 @@ def test_a_steps_task_called_by_its_name_replies_with_its_outcome(client):
     assert reply.success and reply.data["results"] == {"rinse": {"waited_s": 0.05}}
     bad = call(client, "prep", {"point": {"step": "nowhere"}})
     assert not bad.success and bad.data["status"] == "REJECTED" and "no step 'nowhere'" in bad.error_message
+
+
+@pytest.mark.parametrize(
+    ("start", "reason"),
+    [
+        ({"task": "soak", "data": {"seconds": "hot"}}, "data of step 'delay': Expected `float`, got `str` - at `$.seconds`"),
+        ({"task": "soak", "point": {"index": "x"}}, "point of step 'delay': Expected `float`, got `object`"),
+        ({"task": "prep", "point": {"step": "nope"}}, "no step 'nope' in this sequence (steps: heat, hold, rinse; or an index 0-2)"),
+        ({"task": "prep", "data": {"nope": {}}}, "data of a sequence job maps step names (heat, hold, rinse) to their data, got {'nope': {}}"),
+    ],
+)
+def test_a_start_whose_data_or_point_does_not_validate_is_refused_and_nothing_starts(client, start, reason):
+    """Issue 13 item 14: refused with msgspec's message, as the task's own topic does."""
+    reply = call(client, "steps.start", {**start, "job_id": "bad-start"})
+    assert (reply.success, reply.error_message) == (False, reason)
+    assert (reply.data["status"], reply.data["accepted"], reply.data["job_id"]) == ("REJECTED", False, "bad-start")
+    status = call(client, "steps.status", {"job_id": "bad-start"})
+    assert not status.success and "no steps job 'bad-start'" in status.error_message
+    assert "bad-start" not in [j["job_id"] for j in call(client, "steps.list", {"ended": True}).data["jobs"]]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from bridgehost.errors import InvalidRequest
 from bridgehost.jobs import Outcome, Request
 
 from bridgehost_steps.machine import Answer, Control
@@ -218,7 +219,9 @@ class StepsController:
         lane, timeout and lifecycle hooks apply). Returns the answer at once
         (state ``running`` or ``queued``) and the future of its outcome;
         refused (future None) for an unknown or non-steps task, a bad or
-        taken ``job_id``, or a job the host refused at once (BUSY)."""
+        taken ``job_id``, data or a point the steps' types reject (msgspec's
+        message; nothing runs and the id stays free), or a job the host
+        refused at once (BUSY)."""
         from bridgehost_steps.task import StepsTask
 
         lane = self.host.lanes.get(task)
@@ -237,6 +240,10 @@ class StepsController:
             params["data"] = data
         if point is not None:
             params["point"] = point
+        try:
+            lane.impl.prepare(params)  # the job's run() does it again; here it is only checked, before the answer
+        except InvalidRequest as e:
+            return Answer.refused(job_id or "", "start", str(e)), None
         fields: dict[str, Any] = {"id": job_id} if job_id else {}
         request = Request(task=task, params=params, source=source, ref=ref, **fields)
         future = self.host.submit(request)
