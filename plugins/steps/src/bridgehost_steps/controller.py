@@ -28,7 +28,7 @@ import msgspec
 from bridgehost.errors import InvalidRequest
 from bridgehost.jobs import Outcome, Request
 
-from bridgehost_steps.machine import Answer, Control
+from bridgehost_steps.machine import ENDED, Answer, Control
 from bridgehost_steps.run import Run, RunStatus, Topic
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class StepsController:
         if run is None:
             return Answer.refused(job_id, "send", self.unknown_reason(job_id))
         if run.state.final:
-            return Answer.refused(job_id, "send", f"the job has ended ({run.state.value})", run.state)
+            return Answer.refused(job_id, "send", ENDED.format(state=run.state.value), run.state)
         run.inbox.put_nowait(message)
         return Answer(job_id=job_id, control="send", accepted=True, state=run.state.value)
 
@@ -260,7 +260,7 @@ class StepsController:
         if job_id in self.queued:
             return f"job {job_id!r} is queued and has not started; it can be controlled once it runs"
         if job_id in self.history:
-            return f"the job has ended ({self.history[job_id].state})"
+            return ENDED.format(state=self.history[job_id].state)
         return f"no steps job {job_id!r} is running; steps.list lists them"
 
 

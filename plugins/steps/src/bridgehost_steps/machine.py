@@ -142,7 +142,8 @@ after its last step). ``(PAUSED, RECREATED)`` is a paused sequence jumped to
 another step; ``(PAUSED, RETURNED)`` and ``(PAUSED, RAISED)`` happen when a
 process paused in one task of its own ends from another."""
 
-_ENDED = "the job has ended ({state}); start a new one with steps.start"
+ENDED = "the job has ended ({state}); start a new one with steps.start"
+"""The refusal of any control of an ended job (``state``: its final state)."""
 _HALTING = "the job is halting; wait for it to end"
 _FAULTED = "the process failed: retry, skip or halt it"
 
@@ -161,7 +162,7 @@ REFUSALS: dict[tuple[State, Control], str] = {
     (S.FAULTED, C.JUMP): "the process failed: retry it with a point instead",
     (S.FAULTED, C.SWAP): "the process failed: retry it with new data instead",
     **{(S.HALTING, c): _HALTING for c in Control},
-    **{(s, c): _ENDED.format(state=s.value) for s in FINAL for c in Control},
+    **{(s, c): ENDED.format(state=s.value) for s in FINAL for c in Control},
 }
 """Why ``(state, control)`` is refused, for every pair not in ``TRANSITIONS``."""
 
