@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField
 from bridgehost.hookspecs import hookimpl
+from bridgehost.metrics import core_metrics
 from bridgehost.plugins import import_object
 from bridgehost.systemd import SystemdWatchdog, SystemdWatchdogConfig
 
@@ -137,3 +138,8 @@ def host_stopping(host: Host) -> None:
 
 def _systemd_watchdogs(host: Host) -> list[SystemdWatchdog]:
     return [c.impl for c in host.components if isinstance(c.impl, SystemdWatchdog)]
+
+
+@hookimpl
+def register_metrics(metrics, host):
+    core_metrics(metrics, host)

@@ -24,6 +24,7 @@ import pluggy
 if TYPE_CHECKING:
     from bridgehost.host import Host
     from bridgehost.jobs import Job, JobEvent, Outcome
+    from bridgehost.metrics import Metrics
     from bridgehost.registry import Registry
 
 hookspec = pluggy.HookspecMarker("bridgehost")
@@ -100,6 +101,20 @@ def register_analyses(registry: Registry) -> None:
     ``"analysis": "traction.max_force"``, a task config with
     ``analysis = "traction.max_force"``. Names are dotted, the first part
     the publishing plugin's (``traction.``), so plugins do not collide.
+    """
+
+
+@hookspec
+def register_metrics(metrics: Metrics, host: Host) -> None:
+    """Declare what an observer may read of this plugin's state on ``host``
+    (``bridgehost.metrics``, docs/observability.md).
+
+    Called once per host by the observer that wants them (the
+    ``prometheus`` transport of bridgehost-prometheus, when it starts), so a
+    plugin never imports it. Call ``metrics.gauge(name, help, labels=(...),
+    collect=fn)`` or ``metrics.counter(...)``; ``fn()`` returns
+    ``(label_values, value)`` pairs and runs on the host's loop at each
+    reading. Raises nothing to the host: an error is logged.
     """
 
 

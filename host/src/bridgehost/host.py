@@ -32,6 +32,16 @@ from bridgehost.liveness import Liveness
 from bridgehost.logs import current_job
 from bridgehost.plugins import Plugins
 from bridgehost.registry import Kind
+from bridgehost.status import (
+    RECENT_FAILURES,
+    ComponentState,
+    Failure,
+    HostStatus,
+    RefusalCause,
+    RunningJob,
+    TaskState,
+    first_line,
+)
 from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
@@ -85,6 +95,13 @@ class Host:
         """Built transports by name (``name`` or else ``kind``)."""
         self.lanes: dict[str, TaskLane] = {}
         """One lane per configured task, by task name."""
+        self.started_at = 0.0
+        """Unix time (s) the host began accepting requests; 0 before."""
+        self.refused: collections.Counter[RefusalCause] = collections.Counter()
+        """Requests answered without running, by cause, since start (``note_refusal``)."""
+        self.failures: collections.deque[Failure] = collections.deque(maxlen=RECENT_FAILURES)
+        """The last few jobs that ended other than SUCCESS, newest last."""
+        self._started_mono = 0.0
         self._stop_requested: asyncio.Event | None = None
         self._signals = 0
         self._liveness_task: asyncio.Task[None] | None = None
@@ -152,6 +169,7 @@ class Host:
                 raise StartError(f"cannot start {component.label}: {type(e).__name__}: {e}") from e
             started.append(component)
         self.state = HostState.RUNNING
+        self.started_at, self._started_mono = time.time(), time.monotonic()
         log.info("host %r running: tasks %s", self.name, ", ".join(self.task_names()) or "none")
         self.notify("host_started", host=self)
 
@@ -240,14 +258,22 @@ class Host:
         job = Job(request, emit=self._emit)
         if self.state is not HostState.RUNNING:
             self.settle(
-                job, future, Status.REJECTED, f"host {self.name!r} is not running ({self.state}); the request was not run"
+                job,
+                future,
+                Status.REJECTED,
+                f"host {self.name!r} is not running ({self.state}); the request was not run",
+                refused=RefusalCause.STOPPING,
             )
             return future
         lane = self.lanes.get(request.task)
         if lane is None:
             tasks = ", ".join(self.task_names()) or "none"
             self.settle(
-                job, future, Status.REJECTED, f"no task named {request.task!r} on host {self.name!r} (tasks: {tasks})"
+                job,
+                future,
+                Status.REJECTED,
+                f"no task named {request.task!r} on host {self.name!r} (tasks: {tasks})",
+                refused=RefusalCause.UNKNOWN_TASK,
             )
             return future
         lane.offer(job, future)
@@ -261,10 +287,30 @@ class Host:
         error: str = "",
         data: Any = None,
         duration_s: float = 0.0,
+        *,
+        refused: RefusalCause | None = None,
     ) -> Outcome:
-        """End ``job`` with an Outcome: log it, call ``job_finished``, resolve
-        ``future``. The one place a job ends, so each ends exactly once."""
+        """End ``job`` with an Outcome: log it, count it (``status()``), call
+        ``job_finished``, resolve ``future``. The one place a job ends, so
+        each ends exactly once. ``refused`` says why a job that never ran was
+        refused (BUSY, REJECTED)."""
         outcome = Outcome(job_id=job.id, task=job.task, status=status, data=data, error=error, duration_s=duration_s)
+        lane = self.lanes.get(job.task)
+        if lane is not None:  # an unknown task name is no label: it is counted only as a refusal
+            lane.finished[status] += 1
+        if refused is not None:
+            self.refused[refused] += 1
+        if not outcome.ok:
+            self.failures.append(
+                Failure(
+                    job_id=job.id,
+                    task=job.task if lane is not None else cut_middle(job.task, 80),
+                    source=job.request.source,
+                    status=status.name,
+                    error=first_line(error),
+                    ended_at=time.time(),
+                )
+            )
         level = logging.INFO if status is Status.SUCCESS else logging.WARNING
         ran = f" in {duration_s:.3f} s" if job.started_at is not None else " without running"
         shown = cut_middle(error, _LOGGED_ERROR_CHARS)
@@ -273,6 +319,78 @@ class Host:
         if not future.done():
             future.set_result(outcome)
         return outcome
+
+    def note_refusal(self, cause: RefusalCause) -> None:
+        """Count a request a transport answered itself without passing it to
+        the host (bridgehost-ipc's ``max_in_flight``), so ``status()`` and the
+        metrics show every refusal. Call on the host's loop."""
+        self.refused[cause] += 1
+
+    def uptime_s(self) -> float:
+        """Seconds since the host began accepting requests (0 before start)."""
+        return time.monotonic() - self._started_mono if self.started_at else 0.0
+
+    def status(self) -> HostStatus:
+        """What the host is doing now (``bridgehost.status``); call on the
+        host's loop. A component's optional ``status() -> dict`` gives its
+        ``state`` and details (a ``state`` key, else the host's state); one
+        that raises shows state ``error`` and the exception."""
+        now = time.monotonic()
+        tasks, running = [], []
+        for name in self.task_names():
+            lane = self.lanes[name]
+            cfg = lane.config
+            tasks.append(
+                TaskState(
+                    name=name,
+                    kind=cfg.kind,
+                    running=len(lane.running),
+                    queued=len(lane.waiting),
+                    concurrency=cfg.concurrency,
+                    queue_size=cfg.queue_size,
+                    finished={status.name: n for status, n in sorted(lane.finished.items())},
+                )
+            )
+            for job in lane.jobs.values():
+                started = job.started_at if job.started_at is not None else now
+                running.append(
+                    RunningJob(
+                        job_id=job.id, task=name, source=job.request.source, ref=job.request.ref, elapsed_s=now - started
+                    )
+                )
+        components = []
+        for c in self.components:
+            details: dict[str, Any] = {}
+            state = str(self.state)
+            reporter = getattr(c.impl, "status", None)
+            if callable(reporter):
+                try:
+                    details = dict(reporter() or {})
+                    state = str(details.pop("state", state))
+                except Exception as e:
+                    state, details = "error", {"error": f"{type(e).__name__}: {e}"}
+            components.append(
+                ComponentState(
+                    section=c.kind.section,
+                    index=c.index,
+                    kind=c.config.kind,
+                    name=getattr(c.config, "name", "") or "",
+                    state=state,
+                    details=details,
+                )
+            )
+        return HostStatus(
+            name=self.name,
+            version=_version(),
+            state=str(self.state),
+            started_at=self.started_at,
+            uptime_s=self.uptime_s(),
+            tasks=tasks,
+            running=running,
+            failures=list(self.failures),
+            components=components,
+            refused={cause.value: n for cause, n in sorted(self.refused.items())},
+        )
 
     def _emit(self, job: Job, event: JobEvent) -> None:
         self.notify("job_event", job=job, event=event)
@@ -303,6 +421,10 @@ class TaskLane:
         self.impl = impl
         self.waiting: collections.deque[tuple[Job, asyncio.Future[Outcome]]] = collections.deque()
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.jobs: dict[str, Job] = {}
+        """The running jobs by id (the same keys as ``running``)."""
+        self.finished: collections.Counter[Status] = collections.Counter()
+        """Jobs of this task ended since the host started, by status."""
 
     def offer(self, job: Job, future: asyncio.Future[Outcome]) -> None:
         if len(self.running) < self.config.concurrency:
@@ -317,15 +439,18 @@ class TaskLane:
                 Status.BUSY,
                 f"busy: task {self.config.name!r} is running {len(self.running)} job(s) and its queue of "
                 f"{self.config.queue_size} is full; retry later",
+                refused=RefusalCause.QUEUE_FULL,
             )
 
     def _start(self, job: Job, future: asyncio.Future[Outcome]) -> None:
         task = asyncio.create_task(self._execute(job, future), name=f"job-{job.id}")
         self.running[job.id] = task
+        self.jobs[job.id] = job
         task.add_done_callback(lambda _t: self._done(job.id))
 
     def _done(self, job_id: str) -> None:
         self.running.pop(job_id, None)
+        self.jobs.pop(job_id, None)
         if self.waiting and self.host.state is HostState.RUNNING:
             self._start(*self.waiting.popleft())
 
@@ -372,6 +497,12 @@ class TaskLane:
 
 _LOGGED_ERROR_CHARS = 4096
 """A job's error is cut to this in its log line: a script may raise a 10 MB message."""
+
+
+def _version() -> str:
+    import bridgehost
+
+    return bridgehost.__version__
 
 
 def _crash(e: BaseException) -> tuple[Status, str, dict[str, str]]:

@@ -51,7 +51,7 @@ class Kind(enum.StrEnum):
 # First-party kinds and the distribution that provides each, so a config that
 # names a kind whose plugin is missing gets a `pip install` line, not a shrug.
 KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
-    Kind.TRANSPORT: {"zmq": "bridgehost-ipc", "pva": "bridgehost-epics"},
+    Kind.TRANSPORT: {"zmq": "bridgehost-ipc", "pva": "bridgehost-epics", "prometheus": "bridgehost-prometheus"},
     Kind.TRIGGER: {"zmq": "bridgehost-ipc", "epics": "bridgehost-epics"},
     Kind.TASK: {"analysis": "bridgehost-analysis", "step": "bridgehost-steps", "sequence": "bridgehost-steps"},
     Kind.WATCHDOG: {"epics-heartbeat": "bridgehost-epics"},

@@ -1,0 +1,47 @@
+"""docs/observability.md lists exactly the metrics the endpoint serves:
+names and types as a real scrape shows them, labels as declared."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridgehost.host import Host
+from bridgehost.metrics import declared_metrics
+
+DOC = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
+ROW = re.compile(r"^\| `(?P<name>[a-z_:]+)` \| (?P<type>gauge|counter|histogram) \|(?P<labels>[^|]*)\|", re.M)
+
+
+def documented() -> dict[str, tuple[str, frozenset[str]]]:
+    rows = list(ROW.finditer(DOC))
+    names = [row["name"] for row in rows]
+    assert len(names) == len(set(names)), "a metric is listed twice"
+    return {
+        row["name"]: (row["type"], frozenset(re.findall(r"`(\w+)`", row["labels"]))) for row in rows
+    }
+
+
+def test_every_served_metric_is_documented_and_no_other(host):
+    page = host.scrape()
+    served = dict(re.findall(r"^# TYPE (\S+) (\S+)$", page, re.M))
+    assert served == {name: kind for name, (kind, _) in documented().items()}
+
+
+def test_the_documented_labels_are_the_served_ones(host):
+    docs = documented()
+    for family in text_string_to_metric_families(host.scrape()):
+        seen = {label for sample in family.samples for label in sample.labels} - {"le"}
+        name = family.name + ("_total" if family.type == "counter" else "")
+        if seen:
+            assert seen == docs[name][1], f"{name}: served labels {sorted(seen)}"
+
+
+def test_the_documented_labels_are_the_declared_ones(host):
+    """Metrics without a series on the test host (a plugin's component not
+    configured there) are checked against their declaration."""
+    docs = documented()
+    for metric in declared_metrics(Host.from_file(host.config)):
+        assert docs[metric.name] == (str(metric.type), frozenset(metric.labels)), metric.name
