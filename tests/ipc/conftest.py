@@ -97,6 +97,7 @@ class FakeHost:
         self.config = types.SimpleNamespace(source="test.toml")
         self.gate = Gate(loop)
         self.submitted: list[Request] = []
+        self.refused: list[Any] = []  # what the transport refused itself, by cause (Host.note_refusal)
         self.tasks: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]] = {
             "echo": self._echo,
             "fail": self._fail,
@@ -105,6 +106,9 @@ class FakeHost:
 
     def task_names(self) -> list[str]:
         return sorted(self.tasks)
+
+    def note_refusal(self, cause: Any) -> None:
+        self.refused.append(cause)
 
     def submit(self, request: Request) -> asyncio.Future[Outcome]:
         self.submitted.append(request)

@@ -259,6 +259,7 @@ def test_in_flight_limit_answers_busy(make_rig):
         busy = client.call("echo")
         assert not busy.success and busy.data == {"status": "BUSY", "status_code": 7}
         assert "max_in_flight" in busy.error_message
+        assert rig.host.refused == ["in_flight_limit"]  # counted for host.status and the metrics
         rig.host.gate.open()
         assert rig.wait_response(client, first).success
 

@@ -35,6 +35,7 @@ import zmq.asyncio
 from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError
 from bridgehost.jobs import Status
+from bridgehost.status import RefusalCause
 from bridgehost.text import cut_middle
 
 from bridgehost_ipc.endpoints import bind_hint, check_endpoint, exposure_warnings
@@ -303,6 +304,7 @@ class ZmqTransport:
             )
             await self._send(envelope, encode(answer), message.transaction_id)
         elif self._stopping:
+            self.host.note_refusal(RefusalCause.STOPPING)
             reply = message.fail(f"host {self.host.name!r} is stopping; the request was not run")
             await self._send_response(envelope, message, reply)
         else:
@@ -359,6 +361,7 @@ class ZmqTransport:
             )
             await self._send_response(envelope, message, reply)
         elif len(self._in_flight) >= self.config.max_in_flight:
+            self.host.note_refusal(RefusalCause.IN_FLIGHT_LIMIT)
             reply = message.fail(
                 f"busy: {len(self._in_flight)} requests are in flight on zmq transport {self.name!r} "
                 f"(max_in_flight); retry later",
