@@ -42,6 +42,8 @@ from bridgehost.env import COMPONENT_SECTIONS, EnvOverride, apply_overrides, env
 from bridgehost.errors import ConfigError
 from bridgehost.logs import LogFormat
 from bridgehost.registry import Kind
+from bridgehost.text import cut_middle
+from bridgehost.validation import validation_issue
 
 if TYPE_CHECKING:
     from bridgehost.plugins import Plugins
@@ -147,9 +149,6 @@ class Config(msgspec.Struct, kw_only=True):
 
 
 _TOP_LEVEL = {"host", "plugins", *COMPONENT_SECTIONS}
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
-_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -294,29 +293,22 @@ def _convert(value: Any, type_: type[msgspec.Struct], source: str, key: str, raw
     try:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as e:
-        raise _config_error(str(e), type_, source, key, raw) from None
+        raise _config_error(e, type_, source, key, raw) from None
 
 
-def _config_error(text: str, type_: type, source: str, key: str, raw: Any) -> ConfigError:
-    m = _AT.match(text)
-    assert m is not None
-    message, path = m.group("msg"), m.group("path") or ""
+def _config_error(error: msgspec.ValidationError, type_: type, source: str, key: str, raw: Any) -> ConfigError:
+    issue = validation_issue(error)
+    message, path = issue.message, issue.path
     full_key = key + path
-    if u := _UNKNOWN.match(message):
+    if unknown := issue.unknown_field:
         fields = ", ".join(f for f in getattr(type_, "__struct_fields__", ()))
-        return ConfigError(
-            source,
-            f"{full_key}.{u.group('field')}",
-            "unknown key",
-            f"check its spelling; this table takes: {fields}",
-        )
-    if u := _MISSING.match(message):
-        return ConfigError(source, f"{full_key}.{u.group('field')}", "required key is missing")
+        return ConfigError(source, f"{full_key}.{unknown}", "unknown key", f"check its spelling; this table takes: {fields}")
+    if missing := issue.missing_field:
+        return ConfigError(source, f"{full_key}.{missing}", "required key is missing")
     found = _lookup(raw, path)
     if message.startswith("Invalid enum value") and (choices := _choices(type_, path)):
         return ConfigError(source, full_key, f"expected one of {', '.join(map(repr, choices))}, found {_describe(found)}")
-    expected = message[0].lower() + message[1:] if message else message
-    expected = expected.replace("`", "")
+    expected = issue.expected
     if found is not _NOTHING:
         expected = re.sub(r", got \w+$", "", expected)
         expected += f", found {_describe(found)}"
@@ -357,7 +349,4 @@ def _lookup(raw: Any, path: str) -> Any:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
+    return f"{cut_middle(repr(value), 60, inline=True)} ({type(value).__name__})"

@@ -50,6 +50,12 @@ class Status(enum.IntEnum):
         return self is Status.SUCCESS
 
 
+def now_ms() -> int:
+    """The current time as integer milliseconds since the Unix epoch (UTC):
+    the timecodes of job events and of IPC messages."""
+    return time.time_ns() // 1_000_000
+
+
 def new_job_id() -> str:
     """A fresh job id: 32 lowercase hex digits (a UUID4 without dashes)."""
     return uuid.uuid4().hex
@@ -148,7 +154,7 @@ class Job:
         """Report an event of this job to every plugin's ``job_event`` hook."""
         self._seq += 1
         event = JobEvent(
-            job_id=self.id, seq=self._seq, kind=kind, data=data, timecode_ms=int(time.time() * 1000)
+            job_id=self.id, seq=self._seq, kind=kind, data=data, timecode_ms=now_ms()
         )
         if self._emit is not None:
             self._emit(self, event)

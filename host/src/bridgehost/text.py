@@ -9,12 +9,15 @@ middle is what goes.
 from __future__ import annotations
 
 
-def cut_middle(text: str, limit: int) -> str:
+def cut_middle(text: str, limit: int, *, inline: bool = False) -> str:
     """``text`` if at most ``limit`` characters, else its start and end with
-    a marker saying how many characters were cut between them
-    (``[... N characters cut ...]``). The result is at most ``limit``
-    characters when ``limit`` leaves room for the marker (64 or more)."""
+    a marker saying how many characters were cut between them: on a line of
+    its own (``\n[... N characters cut ...]\n``), or with ``inline`` between
+    spaces, for a value quoted in a one-line message. The result is at most
+    ``limit`` characters when ``limit`` leaves room for the marker (about 30)."""
     if len(text) <= limit:
         return text
-    keep = max(0, limit - 64) // 2
-    return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[len(text) - keep:]}"
+    around = " " if inline else "\n"
+    room = len(f"{around}[... {len(text)} characters cut ...]{around}")
+    keep = max(0, limit - room) // 2
+    return f"{text[:keep]}{around}[... {len(text) - 2 * keep} characters cut ...]{around}{text[len(text) - keep:]}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import keyword
 import logging
-import re
 import signal
 from pathlib import Path
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField, InvalidRequest, IOFailure, TaskCrashed, UnknownKindError
 from bridgehost.jobs import Job
 from bridgehost.registry import Kind, Registry
+from bridgehost.validation import validation_issue
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
@@ -115,7 +115,6 @@ class AnalysisRequest(msgspec.Struct, kw_only=True):
 _FIELDS = ("script", "analysis", "function", "project_id", "definition_id", "run_id", "custom_params", "raw_data")
 _REQUIRED = ("project_id", "definition_id", "run_id")
 _WHAT = ("script", "analysis", "function")  # what to run: from the request, or fixed by the task's config
-_AT = re.compile(r"^(?P<msg>.*?) - at `\$\.?(?P<path>[^`]*)`$", re.S)
 
 
 def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
@@ -148,10 +147,9 @@ def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
     try:
         request = msgspec.convert(params, AnalysisRequest)
     except msgspec.ValidationError as e:
-        m = _AT.match(str(e))
-        where, what = (m.group("path"), m.group("msg")) if m else ("", str(e))
-        what = what.replace("`", "").replace(" | null", "")  # null means "not given": no need to offer it
-        raise InvalidRequest(f"request field {where!r}: {what[:1].lower()}{what[1:]}") from None
+        issue = validation_issue(e)
+        what = issue.expected.replace(" | null", "")  # null means "not given": no need to offer it
+        raise InvalidRequest(f"request field {issue.key!r}: {what}") from None
     try:
         for field in ("project_id", "definition_id", "run_id"):
             check_id(field, getattr(request, field))

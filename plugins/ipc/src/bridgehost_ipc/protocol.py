@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import enum
 import re
-import time
 from typing import Annotated, Any
 
 import msgspec
-from bridgehost.jobs import Status
+from bridgehost.jobs import Status, now_ms
+from bridgehost.text import cut_middle
+from bridgehost.validation import validation_issue
 
 PROTOCOL_VERSION = 1
 """Bumped on an incompatible change of the wire format; ``host.ping`` reports it."""
@@ -90,11 +91,6 @@ class CommandMessage(msgspec.Struct, frozen=True, kw_only=True):
         return error_response(self.transaction_id, self.topic, error_message, status=status, data=data)
 
 
-def now_ms() -> int:
-    """The current time as a timecode: integer milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
-
-
 def new_request(
     transaction_id: int, topic: str, data: Any = None, *, message_type: MessageType = MessageType.REQUEST
 ) -> CommandMessage:
@@ -149,7 +145,6 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CommandMessage)
 _FIELDS = "transaction_id, timecode, topic and message_type"
 _SEE = "see docs/ipc-protocol.md"
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.S)
 _TID = re.compile(rb'"transaction_id"\s*:\s*(\d{1,10})(?![\d.eE])')
 SCAN_BYTES = 256
 """How much of an unparseable frame is scanned for its transaction id."""
@@ -173,7 +168,7 @@ def decode(frame: bytes | bytearray | memoryview) -> CommandMessage:
         return _decoder.decode(frame)
     except msgspec.ValidationError as e:
         tid, topic = recover_ids(frame)
-        raise ProtocolError(_explain(str(e)), tid, topic) from None
+        raise ProtocolError(_explain(e), tid, topic) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         # msgspec raises UnicodeDecodeError, not DecodeError, for bad UTF-8 inside a string
         raise ProtocolError(
@@ -215,26 +210,18 @@ MAX_ERROR_CHARS = 65536
 such as ``traceback``) the host sends; longer ones are cut in the middle."""
 
 
-def shorten(text: str, limit: int = 64) -> str:
-    """``text`` cut to ``limit`` characters (with "...") for logs and error messages."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _explain(text: str) -> str:
+def _explain(error: msgspec.ValidationError) -> str:
     """Turn msgspec's validation message into one that says what to send."""
-    m = _AT.match(text)
-    assert m is not None
-    message, path = m.group("msg"), m.group("path")
+    issue = validation_issue(error)
+    message, path = issue.message, issue.key
     if not path:
         if got := re.fullmatch(r"Expected `object`, got `(\w+)`", message):
             kind = got.group(1)
             return f"the frame is a JSON {kind}, not an object; a message is a JSON object with {_FIELDS}; {_SEE}"
-        if missing := re.fullmatch(r"Object missing required field `(\w+)`", message):
-            return f"field `{missing.group(1)}` is missing; every message has {_FIELDS}; {_SEE}"
+        if missing := issue.missing_field:
+            return f"field `{missing}` is missing; every message has {_FIELDS}; {_SEE}"
         return f"{message}; {_SEE}"
     if bad := re.fullmatch(r"Invalid enum value (.*)", message, re.S):
         allowed = ", ".join(t.value for t in MessageType)
-        return f"field `{path}` is {shorten(bad.group(1))}; expected one of: {allowed}; {_SEE}"
-    expected = message.replace("`", "")
-    expected = expected[0].lower() + expected[1:]
-    return f"field `{path}`: {expected}; {_SEE}"
+        return f"field `{path}` is {cut_middle(bad.group(1), 64, inline=True)}; expected one of: {allowed}; {_SEE}"
+    return f"field `{path}`: {issue.expected}; {_SEE}"

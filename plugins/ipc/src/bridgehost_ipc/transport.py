@@ -34,7 +34,7 @@ import zmq
 import zmq.asyncio
 from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError
-from bridgehost.jobs import Status
+from bridgehost.jobs import Status, now_ms
 from bridgehost.status import RefusalCause
 from bridgehost.text import cut_middle
 
@@ -48,10 +48,8 @@ from bridgehost_ipc.protocol import (
     decode,
     encode,
     error_response,
-    now_ms,
     recover_ids,
     scan_transaction_id,
-    shorten,
 )
 from bridgehost_ipc.routing import TopicRoutes
 from bridgehost_ipc.security import secure_ipc_file, server_curve
@@ -352,7 +350,7 @@ class ZmqTransport:
     async def _dispatch(self, envelope: list[bytes], message: CommandMessage) -> None:
         handler = self.routes.lookup(message.topic)
         if handler is None:
-            topic = shorten(repr(message.topic))
+            topic = cut_middle(repr(message.topic), 64, inline=True)
             log.warning("zmq transport %r: request for unknown topic %s", self.name, topic)
             topics = ", ".join(self.patterns())
             reply = message.fail(
