@@ -151,3 +151,44 @@ timeout_s = 300
             response = client.take_response(tid)
     assert response is not None and response.data["status"] == "CANCELLED", host.output()
     assert host.proc.wait(timeout=20) == 0, host.output()
+
+
+def test_sighup_stops_the_host_like_sigterm_and_answers_the_request_in_flight(start_host, tmp_path):
+    """The terminal closing (SIGHUP) must not kill the host mid-request."""
+    started = tmp_path / "started"
+    (tmp_path / "slow_task.py").write_text(
+        "import asyncio, pathlib\n\n"
+        f"async def run():\n    pathlib.Path({str(started)!r}).touch()\n    await asyncio.sleep(1)\n    return {{'done': True}}\n"
+    )
+    config = """
+[host]
+shutdown_grace_s = 30
+
+[[transports]]
+kind = "zmq"
+endpoint = "{endpoint}"
+
+[[triggers]]
+kind = "zmq"
+
+[[tasks]]
+name = "slow"
+kind = "callable"
+target = "slow_task:run"
+"""
+    host = start_host(config, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    with Client(host.endpoint) as client:
+        tid = client.send("slow", {})
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert time.monotonic() < deadline, host.output()
+            time.sleep(0.02)
+        os.kill(host.proc.pid, signal.SIGHUP)
+        response = None
+        deadline = time.monotonic() + 20
+        while response is None and time.monotonic() < deadline:
+            client.poll(0.1)
+            response = client.take_response(tid)
+    assert host.proc.wait(timeout=20) == 0, host.output()
+    assert response is not None and response.success and response.data == {"done": True}, host.output()
+    assert "SIGHUP: stopping" in host.output()

@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a host from a TOML config until SIGTERM/SIGINT")
+    p = sub.add_parser("run", help="run a host from a TOML config until SIGTERM, SIGINT or SIGHUP")
     p.add_argument("config", help="path of the TOML config")
     p.set_defaults(func=cmd_run)
 

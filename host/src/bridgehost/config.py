@@ -64,8 +64,8 @@ class HostConfig(Section):
     name: str = "bridgehost"
     """Shown in logs and in answers to ``host.ping``."""
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    """On SIGTERM/SIGINT, seconds running jobs may take to finish before they
-    are cancelled."""
+    """On SIGTERM, SIGINT or SIGHUP, seconds running jobs may take to finish
+    before they are cancelled."""
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "human"
     """``human`` lines, or ``json``: one JSON object per line (``bridgehost.logs``)."""

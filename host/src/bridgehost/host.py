@@ -47,6 +47,11 @@ from bridgehost.text import cut_middle
 log = logging.getLogger(__name__)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""The signals ``Host.serve`` stops on (SIGHUP: the terminal closed; no
+reload is implied)."""
+
+
 class HostState(enum.StrEnum):
     NEW = "new"
     RUNNING = "running"
@@ -174,25 +179,28 @@ class Host:
         self.notify("host_started", host=self)
 
     def request_stop(self) -> None:
-        """Ask ``serve()`` to shut down (what SIGTERM/SIGINT do)."""
+        """Ask ``serve()`` to shut down (what SIGTERM, SIGINT and SIGHUP do)."""
         if self._stop_requested is not None:
             self._stop_requested.set()
 
     async def serve(self) -> None:
-        """Start, run until SIGTERM/SIGINT (or ``request_stop()``), then stop.
+        """Start, run until SIGTERM, SIGINT or SIGHUP (or ``request_stop()``),
+        then stop.
 
-        A second signal during shutdown skips the rest of the grace period.
+        SIGHUP (the terminal closed) is a stop like SIGTERM: logged, and every
+        accepted request answered. A second signal during shutdown skips the
+        rest of the grace period.
         """
         await self.start()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             assert self._stop_requested is not None
             await self._stop_requested.wait()
         finally:
             await self.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
