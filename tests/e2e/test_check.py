@@ -72,3 +72,21 @@ def test_each_problem_is_an_error_naming_its_key(check, change, message):
     code, out, err = check(GOOD.replace(*change, 1))
     assert code == 2 and out == ""
     assert message in err
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda p: p.mkdir(), "is a folder, not a file"),
+        (lambda p: p.write_bytes(b'[host]\nname = "pr\xfcfstand"\n'), "not UTF-8 text (byte 0xfc at offset 17)"),
+    ],
+    ids=["folder", "latin-1"],
+)
+def test_a_config_path_that_is_no_utf8_file_is_one_line_and_exit_2(tmp_path, capsys, command, make, problem):
+    path = tmp_path / "rig.toml"
+    make(path)
+    assert main([command, str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"bridgehost: {path}: {problem}")
+    assert err.count("\n") == 1 and "Traceback" not in err

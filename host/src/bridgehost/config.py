@@ -152,13 +152,22 @@ _TOP_LEVEL = {"host", "plugins", *COMPONENT_SECTIONS}
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML file. Raises ConfigError if it is missing or not TOML."""
+    """Read a TOML file. Raises ConfigError (one line, naming the file) if
+    it is missing, a folder, unreadable, not UTF-8 or not TOML."""
     source = str(path)
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(source, "", "file not found", "pass the path of an existing TOML file") from None
+        raise ConfigError(source, "", "file not found; pass the path of an existing TOML file") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "", "is a folder, not a file; pass the path of the TOML file in it") from None
+    except OSError as e:
+        raise ConfigError(source, "", f"cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            source, "", f"not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, "", f"not valid TOML: {e}") from e
 
