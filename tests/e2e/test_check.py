@@ -3,9 +3,14 @@ kinds, keys, environment overrides, callable targets, scripts and named
 analyses, endpoints, the log file's folder; it warns about what requests
 would trip over."""
 
+import asyncio
+import logging
+import os
+
 import pytest
 
 from bridgehost.cli import main
+from bridgehost.host import Host
 
 GOOD = """
 [host]
@@ -90,3 +95,45 @@ def test_a_config_path_that_is_no_utf8_file_is_one_line_and_exit_2(tmp_path, cap
     out, err = capsys.readouterr()
     assert err.startswith(f"bridgehost: {path}: {problem}")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_empty_config_warns_that_there_is_nothing_to_do(check):
+    code, out, err = check("")
+    assert code == 0, err
+    assert "warning: the config has no [[tasks]]: the host has nothing to run" in out
+
+
+def test_check_warns_of_an_endpoint_open_to_other_hosts_without_curve(check):
+    # check binds nothing: 0.0.0.0 is only read here
+    code, out, err = check(GOOD.replace("tcp://127.0.0.1:5555", "tcp://0.0.0.0:5555"))
+    assert code == 0, err
+    assert "warning: transports[0] (zmq): tcp://0.0.0.0:5555 is reachable from other hosts and CURVE is off" in out
+
+
+def test_run_logs_at_start_every_warning_check_prints(check, tmp_path):
+    """One list of warnings: what `check` prints, `run` logs (an abstract
+    socket, which has no file permissions, and a task nothing can request)."""
+    text = (
+        f'[[transports]]\nkind = "zmq"\nendpoint = "ipc://@bridgehost-test-{os.getpid()}"\n'
+        '[[tasks]]\nname = "t"\nkind = "callable"\ntarget = "json:dumps"\n'
+    )
+    code, out, err = check(text)
+    assert code == 0, err
+    printed = [line.removeprefix("  warning: ") for line in out.splitlines() if line.startswith("  warning: ")]
+    assert any("abstract socket" in w for w in printed), out
+    host = Host.from_file(tmp_path / "rig.toml")
+
+    async def start_and_stop():
+        await host.start()
+        await host.stop()
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # main() replaced the root's handlers, caplog's too
+    logging.getLogger("bridgehost").addHandler(handler)
+    try:
+        asyncio.run(start_and_stop())
+    finally:
+        logging.getLogger("bridgehost").removeHandler(handler)
+    logged = [r.getMessage() for r in records]
+    assert [w for w in printed if w not in logged] == []

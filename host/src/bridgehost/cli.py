@@ -74,7 +74,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Everything that can be checked without starting: the TOML, every key
     and kind (``load``), every component's own fields (building it: targets
     import, scripts and analyses exist, endpoints parse), the log file's
-    folder; then each component's optional ``check()`` warnings."""
+    folder; then ``Host.warnings()``, which ``run`` logs at start."""
     config, plugins = load(args.config)
     host = Host(config, plugins)  # builds every component: imports targets, resolves transports
     path = log_file_path(config)
@@ -88,10 +88,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {component.kind.section}[{component.index}]: {component.config.kind}{f' {name!r}' if name else ''}")
     for key, var in sorted(config.env.items()):
         print(f"  {key} from the environment variable {var}")
-    for component in host.components:
-        check = getattr(component.impl, "check", None)
-        for warning in check() if check is not None else ():
-            print(f"  warning: {component.label}: {warning}")
+    for warning in host.warnings():  # the same list `run` logs at start
+        print(f"  warning: {warning}")
     return 0
 
 

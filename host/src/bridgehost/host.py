@@ -146,6 +146,24 @@ class Host:
         self.components.append(component)
         return component
 
+    def warnings(self) -> list[str]:
+        """What is worth a warning before starting: a config with nothing to
+        do, then each component's ``check()``, as ``"label: text"``.
+        ``bridgehost check`` prints these and ``start()`` logs each as a
+        WARNING: one list, so the two always agree."""
+        found = []
+        if not self.lanes:
+            found.append("the config has no [[tasks]]: the host has nothing to run (add a [[tasks]] table)")
+        elif not self.config.triggers and not self.config.transports:
+            found.append(
+                "the config has no [[triggers]] and no [[transports]]: nothing can request its tasks "
+                '(add e.g. a [[transports]] and a [[triggers]] table with kind = "zmq")'
+            )
+        for component in self.components:
+            check = getattr(component.impl, "check", None)
+            found.extend(f"{component.label}: {warning}" for warning in (check() if check is not None else ()))
+        return found
+
     def task_names(self) -> list[str]:
         """The configured task names, which requests select."""
         return sorted(self.lanes)
@@ -153,13 +171,15 @@ class Host:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every component, then accept requests.
+        """Log ``warnings()``, start every component, then accept requests.
 
         Raises ``StartError`` (after stopping what had started) if a
         component's ``start()`` raises.
         """
         if self.state is not HostState.NEW:
             raise RuntimeError(f"host {self.name!r} cannot start: it is {self.state}")
+        for warning in self.warnings():
+            log.warning("%s", warning)
         self._stop_requested = asyncio.Event()
         self._liveness_task = asyncio.create_task(self.liveness.run(), name="bridgehost-liveness")
         started: list[Component] = []

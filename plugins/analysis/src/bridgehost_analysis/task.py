@@ -234,13 +234,7 @@ class AnalysisTask:
     async def start(self) -> None:
         """Start the runner (the zygote: imports ``preload``, forks the first
         children). Raises ``ZygoteFailed`` if it cannot start."""
-        if not self.store.scripts_dir.is_dir():
-            log.warning(
-                "task %r: scripts folder %s does not exist yet; requests will be rejected until it does",
-                self.config.name,
-                self.store.scripts_dir,
-            )
-        await self.runner.start()
+        await self.runner.start()  # the host has logged check()'s warnings
 
     async def stop(self) -> None:
         """Stop the runner: waiting children and the zygote exit."""

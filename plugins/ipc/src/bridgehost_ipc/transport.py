@@ -198,9 +198,12 @@ class ZmqTransport:
                 "zmq transport %r: CURVE on, %d authorized key(s) in %s",
                 self.name, self.curve.count, self.curve.authorized,
             )
-        for warning in exposure_warnings(self.endpoint, curve=self.curve is not None):
-            log.warning("zmq transport %r: %s", self.name, warning)
         log.info("zmq transport %r listening on %s", self.name, self.endpoint)
+
+    def check(self) -> list[str]:
+        """Warnings for ``bridgehost check``, logged by the host at start:
+        an endpoint others can reach without CURVE, an abstract socket."""
+        return exposure_warnings(self.config.endpoint, curve=self.curve is not None)
 
     async def _abandon(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
         """Undo a start that failed before the socket was in use."""
