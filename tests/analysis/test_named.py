@@ -17,7 +17,8 @@ from bridgehost.config import parse_config
 from bridgehost.errors import ConfigError, InvalidRequest, TaskCrashed
 from bridgehost.host import Host
 from bridgehost.plugins import load_plugins
-from bridgehost.registry import Kind, Registry
+from bridgehost.registry import Catalog
+from bridgehost_analysis.hookspecs import ANALYSES
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 from bridgehost_analysis.traction import SCRIPT, SCRIPTS_DIR
 
@@ -172,7 +173,7 @@ def test_a_bad_fixed_analysis_or_script_is_a_config_error(tmp_path, plugins, ext
 
 
 def test_an_analysis_must_be_registered_as_an_import_path() -> None:
-    registry = Registry(Kind.ANALYSIS)
+    registry = Catalog(ANALYSES)
 
     def peak(ctx):
         return {}
@@ -181,12 +182,12 @@ def test_an_analysis_must_be_registered_as_an_import_path() -> None:
         with pytest.raises(ValueError, match="'package.module:function' string"):
             registry.add("x.peak", bad)
     registry.add("x.peak", "pkg.mod:Class.peak")
-    assert registry.get("x.peak").factory == "pkg.mod:Class.peak"
+    assert registry.get("x.peak").target == "pkg.mod:Class.peak"
 
 
 def test_the_host_does_not_import_a_registered_analysis(plugins) -> None:
     # The target is imported only in the child, under its limits.
-    assert plugins.registry(Kind.ANALYSIS).get("test.where").factory == "named_analyses:where"
+    assert plugins.catalog(ANALYSES).get("test.where").target == "named_analyses:where"
     assert "named_analyses" not in sys.modules
 
 

@@ -60,7 +60,7 @@ def test_the_entry_point_plugin_is_listed_and_serves_a_request(installed, tmp_pa
     assert listing.returncode == 0, listing.stderr
     plugins = {p["name"]: p for p in json.loads(listing.stdout)}
     assert plugins["template"]["distribution"] == "bridgehost-plugin-template"
-    assert plugins["template"]["kinds"] == {"analysis": ["template.force_check"]}
+    assert plugins["template"]["kinds"] == {"analysis": ["template.force_check"], "step": ["template.ramp"]}
     assert plugins["template"]["error"] is None
 
     run = Datastore(tmp_path / "datastore").run("acme", "traction", "r1")

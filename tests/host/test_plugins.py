@@ -15,7 +15,7 @@ from bridgehost import hookimpl
 from bridgehost.config import TaskConfig, parse_config
 from bridgehost.errors import UnknownKindError
 from bridgehost.plugins import load_plugins
-from bridgehost.registry import Kind
+from bridgehost.registry import CatalogSpec, Kind
 
 
 def fake_distribution(root, dist, plugin, module_source):
@@ -45,6 +45,16 @@ class Task:
 def register_tasks(registry):
     registry.add("acme-task", Task, config=Cfg)
 """
+
+
+def bridgehost_plugins_json(site):
+    """``bridgehost plugins --json`` run with ``site`` on the path: ({name: plugin}, env)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "bridgehost.cli", "plugins", "--json"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return {p["name"]: p for p in json.loads(result.stdout)}, env
 
 
 @pytest.fixture
@@ -130,12 +140,7 @@ def test_plugins_disabled_by_environment_and_by_config(site, monkeypatch):
 def test_bridgehost_plugins_command_lists_failures(site):
     fake_distribution(site, "acme-broken", "acmebroken", BROKEN)
     fake_distribution(site, "acme-good", "acmegood", GOOD)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(
-        [sys.executable, "-m", "bridgehost.cli", "plugins", "--json"], capture_output=True, text=True, env=env
-    )
-    assert result.returncode == 0, result.stderr
-    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    listed, env = bridgehost_plugins_json(site)
     assert listed["acmebroken"]["error"].startswith("ModuleNotFoundError")
     assert listed["acmegood"]["kinds"] == {"task": ["acme-task"]}
     assert listed["acmegood"]["distribution"] == "acme-good"
@@ -155,3 +160,95 @@ def test_a_lifecycle_wrapper_is_refused_at_load():
     plugins = load_plugins(load=[], extra=[("wrapping", Wrapping())])
     assert "job_finished is a notification" in str(plugins.failures["wrapping"].error)
     assert plugins.pm.get_plugin("wrapping") is None
+
+
+MISSPELT = """
+from bridgehost import hookimpl
+
+@hookimpl
+def register_task(registry):
+    pass
+"""
+
+
+def test_a_misspelt_hookimpl_is_that_plugin_s_failure_shown_by_bridgehost_plugins(site):
+    fake_distribution(site, "acme-typo", "acmetypo", MISSPELT)
+    fake_distribution(site, "acme-good", "acmegood", GOOD)
+    listed, env = bridgehost_plugins_json(site)
+    assert listed["acmetypo"]["error"] == (
+        "PluginValidationError: hookimpl 'register_task' matches no hook (did you mean 'register_tasks'?); "
+        "a hook of a plugin that may be absent is marked @hookimpl(optionalhook=True)"
+    )
+    assert listed["acmegood"]["error"] is None and listed["acmegood"]["kinds"] == {"task": ["acme-task"]}
+
+
+def test_a_hookimpl_with_other_arguments_than_its_hookspec_is_a_failure():
+    class Wrong:
+        @hookimpl
+        def register_tasks(self, registri):
+            pass
+
+    plugins = load_plugins(load=[], extra=[("wrong", Wrong())])
+    assert "registri" in str(plugins.failures["wrong"].error)
+    assert plugins.pm.get_plugin("wrong") is None
+
+
+class RecipesSpecs:
+    """A hook a plugin adds for other plugins: named recipes for its task kind."""
+
+    RECIPES = CatalogSpec("recipe", make=lambda name, value, *, summary="": (value, summary))
+
+    @staticmethod
+    @RECIPES.hookspec
+    def register_recipes(registry) -> None:
+        """Publish recipes: ``registry.add(name, text)``."""
+
+
+class RecipesOwner:
+    @hookimpl
+    def add_hookspecs(self, pm):
+        pm.add_hookspecs(RecipesSpecs)
+
+    @hookimpl
+    def register_recipes(self, registry):
+        registry.add("owner.soup", "water", summary="the owner's own")
+
+
+class RecipesPublisher:
+    def __init__(self, name, *, fail=False):
+        self.name, self.fail = name, fail
+
+    @hookimpl
+    def register_recipes(self, registry):
+        registry.add(f"{self.name}.bread", "flour")
+        if self.fail:
+            raise RuntimeError("half published")
+
+
+def test_a_plugin_adds_a_hook_that_plugins_loaded_before_it_implement():
+    # The publisher comes first: hookspecs are all added before any hookimpl is checked.
+    plugins = load_plugins(
+        load=[],
+        extra=[("alpha", RecipesPublisher("alpha")), ("owner", RecipesOwner()), ("broken", RecipesPublisher("broken", fail=True))],
+    )
+    catalog = plugins.catalog(RecipesSpecs.RECIPES)
+    assert catalog.names() == ["alpha.bread", "owner.soup"]
+    assert catalog.get("owner.soup") == ("water", "the owner's own")
+    assert catalog.owners["alpha.bread"] == "alpha"
+    assert plugins.infos["alpha"].kinds == {"recipe": ["alpha.bread"]}
+    assert "half published" in str(plugins.failures["broken"].error)
+    with pytest.raises(UnknownKindError, match=r"recipe 'x' is not available \(available: alpha.bread, owner.soup\)") as info:
+        catalog.get("x")
+    assert isinstance(info.value.__cause__, RuntimeError)  # the one failed plugin may have provided it
+
+
+def test_without_the_plugin_that_adds_a_hook_its_hookimpls_must_be_optional():
+    class Optional:
+        @hookimpl(optionalhook=True)
+        def register_recipes(self, registry):
+            raise AssertionError("never called: nobody added the hook")
+
+    plugins = load_plugins(load=[], extra=[("optional", Optional()), ("plain", RecipesPublisher("plain"))])
+    assert "optional" not in plugins.failures
+    assert "matches no hook" in str(plugins.failures["plain"].error)
+    assert plugins.catalog(RecipesSpecs.RECIPES).names() == []

@@ -7,10 +7,9 @@ entry point in the group ``bridgehost``::
     myplugin = "myplugin.plugin"
 
 Four ``register_*`` hooks contribute named implementations of the four kinds
-of component; ``register_analyses`` publishes named functions for the
-``analysis`` task to run (bridgehost-steps adds a ``register_steps`` hook of
-its own, ``bridgehost_steps.hookspecs``); the lifecycle hooks let a plugin react to every job whatever
-its source. Lifecycle hooks run on the host's event loop: they must return
+of component; ``add_hookspecs`` lets a plugin add hooks of its own (for
+other plugins to publish named values its task kind runs); the lifecycle
+hooks let a plugin react to every job whatever its source. Lifecycle hooks run on the host's event loop: they must return
 quickly and never block. An exception in one is logged and does not stop the
 job or the other plugins.
 """
@@ -25,14 +24,14 @@ if TYPE_CHECKING:
     from bridgehost.host import Host
     from bridgehost.jobs import Job, JobEvent, Outcome
     from bridgehost.metrics import Metrics
-    from bridgehost.registry import Registry
+    from bridgehost.registry import PluginRegistry
 
 hookspec = pluggy.HookspecMarker("bridgehost")
 hookimpl = pluggy.HookimplMarker("bridgehost")
 
 
 @hookspec
-def register_transports(registry: Registry) -> None:
+def register_transports(registry: PluginRegistry) -> None:
     """Register transport kinds: what carries messages between the host and
     the outside (a ZeroMQ ROUTER socket, a PV Access server).
 
@@ -46,7 +45,7 @@ def register_transports(registry: Registry) -> None:
 
 
 @hookspec
-def register_triggers(registry: Registry) -> None:
+def register_triggers(registry: PluginRegistry) -> None:
     """Register trigger kinds: sources of job requests (a ZeroMQ request, a
     Trigger PV, a timer).
 
@@ -57,7 +56,7 @@ def register_triggers(registry: Registry) -> None:
 
 
 @hookspec
-def register_tasks(registry: Registry) -> None:
+def register_tasks(registry: PluginRegistry) -> None:
     """Register task kinds: what a job runs (``analysis``, ``callable``, ...).
 
     ``ConfigStruct`` subclasses ``bridgehost.config.TaskConfig`` (which gives
@@ -70,7 +69,7 @@ def register_tasks(registry: Registry) -> None:
 
 
 @hookspec
-def register_watchdogs(registry: Registry) -> None:
+def register_watchdogs(registry: PluginRegistry) -> None:
     """Register watchdog kinds: proofs of liveness to the outside (a heartbeat
     PV, systemd's sd_notify). ``ConfigStruct`` subclasses
     ``bridgehost.config.WatchdogConfig``. ``host.liveness`` tells, from any
@@ -79,7 +78,7 @@ def register_watchdogs(registry: Registry) -> None:
 
 
 @hookspec
-def register_demos(registry: Registry) -> None:
+def register_demos(registry: PluginRegistry) -> None:
     """Register runnable demos for ``bridgehost demo NAME``.
 
     Call ``registry.add(name, function, summary="...")``; ``function()`` takes
@@ -88,19 +87,19 @@ def register_demos(registry: Registry) -> None:
 
 
 @hookspec
-def register_analyses(registry: Registry) -> None:
-    """Register named analysis functions, which the ``analysis`` task runs
-    exactly as it runs a datastore script: in a fresh child process, under
-    the task's limits, with the same ``ctx`` (bridgehost-analysis,
-    ``docs/analysis.md``).
+def add_hookspecs(pm: pluggy.PluginManager) -> None:
+    """Add the hookspecs of hooks this plugin defines for other plugins:
+    ``pm.add_hookspecs(module)``, as pytest's ``pytest_addhooks``
+    (https://docs.pytest.org/en/stable/how-to/writing_hook_functions.html).
 
-    Call ``registry.add("traction.max_force", "package.module:function",
-    summary="...")``. The target is a string so the host never imports the
-    analysis code itself: only the child process does, after its resource
-    limits are set. ``function(ctx) -> dict``. A request names it with
-    ``"analysis": "traction.max_force"``, a task config with
-    ``analysis = "traction.max_force"``. Names are dotted, the first part
-    the publishing plugin's (``traction.``), so plugins do not collide.
+    Called once per plugin at load time, before any plugin's hookimpls are
+    registered and checked, so a plugin implementing the new hook loads
+    whatever its order. A hook for named values that plugins publish for
+    this plugin's task kind is declared with
+    ``bridgehost.registry.CatalogSpec`` and filled at load time. A plugin
+    that implements a hook of a plugin that may be absent marks it
+    ``@hookimpl(optionalhook=True)``; any other hookimpl that matches no
+    hookspec makes its plugin a failure (``bridgehost plugins``).
     """
 
 

@@ -1,8 +1,11 @@
 """Loading plugins from entry points into a pluggy PluginManager.
 
 Plugins are modules exposed in the entry-point group ``bridgehost``. Each is
-imported on its own: one that fails to import (or whose ``register_*`` hook
-raises) is recorded as a ``PluginFailure`` and the others load regardless.
+imported on its own: one that fails to import (or whose hookimpls do not
+match the hookspecs, or whose ``register_*`` hook raises) is recorded as a
+``PluginFailure`` and the others load regardless. A plugin adds hooks of its
+own with ``add_hookspecs``, as pytest's ``pytest_addhooks``
+(https://docs.pytest.org/en/stable/how-to/writing_hook_functions.html).
 Selecting a kind that a broken plugin would have provided raises an error
 chained to its exception (see ``Registry.get``).
 
@@ -15,19 +18,23 @@ always loads.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
 from bridgehost import hookspecs
-from bridgehost.registry import Kind, PluginFailure, Registry
+from bridgehost.registry import CATALOG_ATTRIBUTE, Catalog, CatalogSpec, Kind, PluginFailure, Registry
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "bridgehost"
 LOAD_ENV = "BRIDGEHOST_LOAD_PLUGINS"
@@ -61,6 +68,8 @@ class Plugins:
     registries: dict[Kind, Registry]
     failures: dict[str, PluginFailure]
     infos: dict[str, PluginInfo]
+    catalogs: dict[str, Catalog[Any]] = field(default_factory=dict)
+    """The catalogs plugins declared (``CatalogSpec``), by hook name."""
 
     @property
     def hook(self) -> Any:
@@ -68,6 +77,14 @@ class Plugins:
 
     def registry(self, kind: Kind) -> Registry:
         return self.registries[kind]
+
+    def catalog(self, spec: CatalogSpec[T]) -> Catalog[T]:
+        """The catalog ``spec`` declares, filled by every loaded plugin; an
+        empty one if the plugin that adds its hookspec did not load."""
+        found = self.catalogs.get(spec.hook)
+        if found is None or found.spec is not spec:
+            return Catalog(spec, self.failures)
+        return found
 
 
 def _names_from_env(var: str) -> list[str] | None:
@@ -84,13 +101,21 @@ def load_plugins(
     extra: list[tuple[str, ModuleType | object]] | None = None,
 ) -> Plugins:
     """Import the plugins of the ``bridgehost`` entry-point group and fill
-    the registries.
+    the registries and catalogs.
 
     ``load``/``disable`` are the config's allow- and block-lists; the
     environment variables override them. ``extra`` adds plugin modules that
     are not installed as distributions (tests, embedding), as (name, plugin):
     a module or any object with hookimpl-marked methods, as pluggy allows.
     Never raises for a broken plugin: see ``Plugins.failures``.
+
+    In three passes, as pytest loads its plugins: import every plugin; let
+    each add its hookspecs (``add_hookspecs``), so every hook is known
+    before any hookimpl is checked, whatever order plugins load in; then
+    register each plugin, checking its hookimpls against the hookspecs. A
+    plugin that fails any pass (an import error, a hookimpl that matches no
+    hook or takes other arguments, a ``register_*`` hook that raises) is
+    recorded and provides nothing.
     """
     env_load, env_disable = _names_from_env(LOAD_ENV), _names_from_env(DISABLE_ENV)
     allow = env_load if env_load is not None else load
@@ -103,11 +128,10 @@ def load_plugins(
 
     from bridgehost import builtins
 
-    pm.register(builtins, name=BUILTIN)
     infos[BUILTIN] = PluginInfo(BUILTIN, builtins.__name__, "bridgehost", _version("bridgehost"))
-
+    candidates: list[tuple[PluginInfo, object]] = [(infos[BUILTIN], builtins)]
     for ep in _entry_points():
-        if ep.name in infos or ep.name in failures:
+        if ep.name in infos:
             continue  # the same plugin seen twice on sys.path: first one wins, as importlib does
         if (allow is not None and ep.name not in allow) or ep.name in block:
             continue
@@ -115,13 +139,29 @@ def load_plugins(
         info = PluginInfo(ep.name, ep.value, dist, ep.dist.version if ep.dist else None)
         infos[ep.name] = info
         try:
-            module = ep.load()
-            pm.register(module, name=ep.name)
+            candidates.append((info, ep.load()))
         except Exception as e:
             _record(failures, info, e)
-    for name, module in extra or []:
-        infos[name] = PluginInfo(name, getattr(module, "__name__", type(module).__qualname__))
-        pm.register(module, name=name)
+    for name, plugin in extra or []:
+        infos[name] = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__qualname__))
+        candidates.append((infos[name], plugin))
+
+    for info, plugin in candidates:
+        if pm.parse_hookimpl_opts(plugin, "add_hookspecs") is not None:
+            try:
+                plugin.add_hookspecs(pm=pm)  # type: ignore[attr-defined]
+            except Exception as e:
+                _record(failures, info, e)
+    for info, plugin in candidates:
+        if info.name in failures:
+            continue
+        try:
+            pm.register(plugin, name=info.name)
+            _check_hookimpls(pm, plugin)
+        except Exception as e:
+            _record(failures, info, e)
+            if pm.get_plugin(info.name) is not None:
+                pm.unregister(name=info.name)
 
     for hook in LIFECYCLE_HOOKS:
         for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -132,29 +172,72 @@ def load_plugins(
 
     registries = {kind: Registry(kind, failures=failures) for kind in Kind}
     for kind, registry in registries.items():
-        caller = getattr(pm.hook, kind.hook)
-        for impl in caller.get_hookimpls():
-            if impl.plugin_name in failures:
-                continue
-            before = set(registry.entries)
-            try:
-                impl.function(registry=registry.for_plugin(impl.plugin_name))
-            except Exception as e:
-                _record(failures, infos[impl.plugin_name], e)
-                pm.unregister(name=impl.plugin_name)
-                continue
-            added = sorted(set(registry.entries) - before)
-            if added:
-                infos[impl.plugin_name].kinds.setdefault(kind.value, []).extend(added)
+        _fill(pm, kind.hook, kind.value, registry.for_plugin, registry.names, failures, infos)
+    catalogs: dict[str, Catalog[Any]] = {}
+    for caller in list(vars(pm.hook).values()):
+        spec = getattr(caller.spec.function, CATALOG_ATTRIBUTE, None) if getattr(caller, "spec", None) else None
+        if isinstance(spec, CatalogSpec):
+            catalog = catalogs[caller.name] = Catalog(spec, failures)
+            _fill(pm, caller.name, spec.what, catalog.for_plugin, catalog.names, failures, infos)
     # A broken plugin provides nothing: not what it half-registered before
     # raising, nor what it registered for earlier kinds.
     for registry in registries.values():
         for name in [n for n, e in registry.entries.items() if e.plugin in failures]:
             del registry.entries[name]
+    for catalog in catalogs.values():
+        for plugin_name in failures:
+            catalog.remove_plugin(plugin_name)
     for info in infos.values():
         if info.name in failures:
             info.kinds = {}
-    return Plugins(pm, registries, failures, infos)
+    return Plugins(pm, registries, failures, infos, catalogs)
+
+
+def _check_hookimpls(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Raise ``PluginValidationError`` if a hookimpl of ``plugin`` matches no
+    hookspec (a misspelt ``register_task``) and is not marked
+    ``optionalhook=True`` (for a hook of a plugin that may not be installed).
+    pluggy's ``check_pending`` does this for all plugins at once; here each
+    plugin fails on its own."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.has_spec():
+            continue
+        if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+            known = sorted(name for name, c in vars(pm.hook).items() if getattr(c, "has_spec", None) and c.has_spec())
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"hooks: {', '.join(known)}"
+            raise pluggy.PluginValidationError(
+                plugin,
+                f"hookimpl {caller.name!r} matches no hook ({hint}); a hook of a plugin that may be absent "
+                "is marked @hookimpl(optionalhook=True)",
+            )
+
+
+def _fill(
+    pm: pluggy.PluginManager,
+    hook: str,
+    label: str,
+    view: Callable[[str], Any],
+    names: Callable[[], list[str]],
+    failures: dict[str, PluginFailure],
+    infos: dict[str, PluginInfo],
+) -> None:
+    """Call every plugin's ``hook(registry=view(plugin))``, each on its own:
+    one that raises is recorded as a failure and unregistered. What each
+    adds is listed in its ``PluginInfo.kinds[label]``."""
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.plugin_name in failures:
+            continue
+        before = set(names())
+        try:
+            impl.function(registry=view(impl.plugin_name))
+        except Exception as e:
+            _record(failures, infos[impl.plugin_name], e)
+            pm.unregister(name=impl.plugin_name)
+            continue
+        added = sorted(set(names()) - before)
+        if added:
+            infos[impl.plugin_name].kinds.setdefault(label, []).extend(added)
 
 
 def _record(failures: dict[str, PluginFailure], info: PluginInfo, error: Exception) -> None:

@@ -1,18 +1,22 @@
-"""Named implementations of each kind of component, with their config types.
+"""Named implementations of each kind of component, with their config types,
+and named values plugins publish for another plugin's task kind.
 
-Plugins fill one ``Registry`` per kind through the ``register_*`` hooks. A
-lookup of a name nobody registered fails the way tox 4's runner registry does:
-it names what is available and which distribution would provide the missing
-one, and if that plugin is installed but broken it chains the import error.
+Plugins fill one ``Registry`` per kind through the core's ``register_*``
+hooks. A plugin that runs things by name (a task kind that runs named
+functions) declares a ``Catalog`` for a hook of its own (``CatalogSpec``);
+every plugin fills it at load time the same way. A lookup of a name nobody
+registered fails the way tox 4's runner registry does
+(https://tox.wiki/en/latest/plugins.html): it names what is available and
+which distribution would provide the missing one, and if that plugin is
+installed but broken it chains the import error.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, NoReturn, TypeVar
 
 import msgspec
 
@@ -20,27 +24,18 @@ from bridgehost.errors import UnknownKindError
 
 
 class Kind(enum.StrEnum):
-    """The kinds of component the host knows, runnable demos, and the named
-    analysis functions plugins publish for the ``analysis`` task."""
+    """The kinds of component the host knows, and runnable demos."""
 
     TRANSPORT = "transport"
     TRIGGER = "trigger"
     TASK = "task"
     WATCHDOG = "watchdog"
     DEMO = "demo"
-    ANALYSIS = "analysis"
 
     @property
     def hook(self) -> str:
         """The name of the hook that fills this kind's registry."""
-        return f"register_{'analyses' if self is Kind.ANALYSIS else self.value + 's'}"
-
-    @property
-    def by_target(self) -> bool:
-        """Entries of this kind are ``"module:qualname"`` strings, imported
-        only where they run (an analysis in its child process, under its
-        limits), never by the host at load time."""
-        return self is Kind.ANALYSIS
+        return f"register_{self.value}s"
 
     @property
     def section(self) -> str:
@@ -56,13 +51,7 @@ KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
     Kind.TASK: {"analysis": "bridgehost-analysis", "step": "bridgehost-steps", "sequence": "bridgehost-steps"},
     Kind.WATCHDOG: {"epics-heartbeat": "bridgehost-epics"},
     Kind.DEMO: {"traction": "bridgehost-analysis", "epics": "bridgehost-epics"},
-    Kind.ANALYSIS: {"traction.max_force": "bridgehost-analysis"},
 }
-
-TARGET_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
-"""What an analysis entry must be: ``"package.module:function"``
-(the function may be a dotted path inside the module, ``"mod:Class.method"``)."""
-_TARGET = re.compile(TARGET_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -70,15 +59,13 @@ class Entry:
     """One registered implementation.
 
     ``factory(config, host)`` builds the component from its validated config
-    Struct (for demos: ``factory()`` runs the demo). For analyses
-    (``Kind.by_target``) ``factory`` is instead the ``"module:qualname"``
-    string of the function. ``plugin`` is the name of the plugin that
-    registered it.
+    Struct (for demos: ``factory()`` runs the demo). ``plugin`` is the name
+    of the plugin that registered it.
     """
 
     kind: Kind
     name: str
-    factory: Callable[..., Any] | str
+    factory: Callable[..., Any]
     config: type[msgspec.Struct] | None
     plugin: str
     summary: str = ""
@@ -106,7 +93,7 @@ class Registry:
     def add(
         self,
         name: str,
-        factory: Callable[..., Any] | str,
+        factory: Callable[..., Any],
         *,
         config: type[msgspec.Struct] | None = None,
         summary: str = "",
@@ -114,30 +101,13 @@ class Registry:
     ) -> None:
         """Register ``factory`` under ``name``.
 
-        For analyses, ``factory`` is a ``"package.module:function"``
-        string (``TARGET_PATTERN``) and ``config`` is not given; it is not
-        imported here. Raises ``ValueError`` for a malformed entry or if
-        ``name`` is already registered by another plugin: two plugins must
-        not silently shadow each other.
+        Raises ``ValueError`` for a malformed entry or if ``name`` is already
+        registered by another plugin: two plugins must not silently shadow
+        each other.
         """
-        if not name or not isinstance(name, str):
-            raise ValueError(f"{self.kind.value} name must be a non-empty string, got {name!r}")
-        if self.kind.by_target:
-            if not isinstance(factory, str) or not _TARGET.match(factory):
-                raise ValueError(
-                    f"{self.kind.value} {name!r} must be registered as a 'package.module:function' string, "
-                    f"got {factory!r}: it is imported only where it runs"
-                )
-            if config is not None:
-                raise ValueError(f"{self.kind.value} {name!r} takes no config Struct")
-        elif self.kind is not Kind.DEMO and config is None:
+        _check_name(self.kind.value, name, self.entries, plugin, lambda e: e.plugin)
+        if self.kind is not Kind.DEMO and config is None:
             raise ValueError(f"{self.kind.value} {name!r} needs a config Struct")
-        existing = self.entries.get(name)
-        if existing is not None:
-            raise ValueError(
-                f"{self.kind.value} {name!r} is registered twice: by plugin {existing.plugin!r} "
-                f"and by plugin {plugin!r}; disable one of them"
-            )
         self.entries[name] = Entry(self.kind, name, factory, config, plugin, summary)
 
     def for_plugin(self, plugin: str) -> PluginRegistry:
@@ -164,31 +134,9 @@ class Registry:
         entry = self.entries.get(name)
         if entry is not None:
             return entry
-        available = ", ".join(self.names()) or "none"
-        named = self.kind is Kind.DEMO or self.kind.by_target
-        what = self.kind.value if named else f"{self.kind.value} kind"
-        message = f"{what} {name!r} is not available (available: {available})"
+        what = self.kind.value if self.kind is Kind.DEMO else f"{self.kind.value} kind"
         provider = KNOWN_PROVIDERS.get(self.kind, {}).get(name)
-        cause: BaseException | None = None
-        broken = [f for f in self.failures.values() if provider and f.distribution == provider]
-        if broken:
-            cause = broken[0].error
-            hint = (
-                f"{provider} is installed but its plugin {broken[0].plugin!r} failed to load: "
-                f"{type(cause).__name__}: {cause}; run `bridgehost plugins` for the traceback"
-            )
-        elif provider:
-            hint = f"it is provided by {provider}, which may not be installed: pip install {provider}"
-        else:
-            hint = "the plugin that provides it may not be installed; `bridgehost plugins` lists what loaded"
-            if len(self.failures) == 1:
-                only = next(iter(self.failures.values()))
-                cause = only.error
-                hint += f"; plugin {only.plugin!r} failed to load and may provide it"
-        error = UnknownKindError(source, key, message, hint)
-        if cause is not None:
-            raise error from cause
-        raise error
+        raise_unknown(what, name, self.names(), provider, self.failures, source=source, key=key)
 
 
 @dataclass(frozen=True)
@@ -206,10 +154,164 @@ class PluginRegistry:
     def add(
         self,
         name: str,
-        factory: Callable[..., Any] | str,
+        factory: Callable[..., Any],
         *,
         config: type[msgspec.Struct] | None = None,
         summary: str = "",
     ) -> None:
         """Register ``factory`` under ``name`` (see ``Registry.add``)."""
         self.registry.add(name, factory, config=config, summary=summary, plugin=self.plugin)
+
+
+def _check_name(what: str, name: object, taken: Mapping[str, Any], plugin: str, owner: Callable[[Any], str]) -> None:
+    """Raise ``ValueError`` if ``name`` is not a non-empty string or another
+    plugin already registered it."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"{what} name must be a non-empty string, got {name!r}")
+    if name in taken:
+        raise ValueError(
+            f"{what} {name!r} is registered twice: by plugin {owner(taken[name])!r} "
+            f"and by plugin {plugin!r}; disable one of them"
+        )
+
+
+def raise_unknown(
+    what: str,
+    name: str,
+    available: list[str],
+    provider: str | None,
+    failures: Mapping[str, PluginFailure],
+    *,
+    source: str = "",
+    key: str = "",
+) -> NoReturn:
+    """Raise ``UnknownKindError`` for ``name``, which no loaded plugin
+    registered: ``"<what> 'name' is not available (available: ...)"``, with a
+    hint naming ``provider`` (the distribution known to provide it, if any).
+    When that distribution's plugin, or the only plugin, failed to load, the
+    error is chained to the plugin's own exception."""
+    message = f"{what} {name!r} is not available (available: {', '.join(available) or 'none'})"
+    cause: BaseException | None = None
+    broken = [f for f in failures.values() if provider and f.distribution == provider]
+    if broken:
+        cause = broken[0].error
+        hint = (
+            f"{provider} is installed but its plugin {broken[0].plugin!r} failed to load: "
+            f"{type(cause).__name__}: {cause}; run `bridgehost plugins` for the traceback"
+        )
+    elif provider:
+        hint = f"it is provided by {provider}, which may not be installed: pip install {provider}"
+    else:
+        hint = "the plugin that provides it may not be installed; `bridgehost plugins` lists what loaded"
+        if len(failures) == 1:
+            only = next(iter(failures.values()))
+            cause = only.error
+            hint += f"; plugin {only.plugin!r} failed to load and may provide it"
+    error = UnknownKindError(source, key, message, hint)
+    if cause is not None:
+        raise error from cause
+    raise error
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CatalogSpec(Generic[T]):
+    """Declares a ``Catalog``: what a plugin's own ``register_*`` hook fills.
+
+    ``what`` names one entry in messages (``"recipe"``);
+    ``make(name, value, **options) -> T`` turns what a plugin passes to
+    ``add()`` into the stored entry, raising ``ValueError`` or ``TypeError``
+    for a bad one; ``providers`` maps names known to come from a
+    distribution to it (for the not-available hint). Decorate the hookspec
+    with ``hookspec``; the plugin manager then calls every plugin's hookimpl
+    at load time, each with a ``PluginCatalog`` recording it, and a plugin
+    whose hookimpl raises is a recorded failure that provides nothing::
+
+        RECIPES = CatalogSpec("recipe", make=Recipe)
+
+        @RECIPES.hookspec
+        def register_recipes(registry: PluginCatalog[Recipe]) -> None: ...
+
+    The owning plugin adds the hookspec module in its ``add_hookspecs`` and
+    reads the filled catalog with ``host.plugins.catalog(RECIPES)``.
+    """
+
+    what: str
+    make: Callable[..., T]
+    providers: Mapping[str, str] = field(default_factory=dict)
+    hook: str = ""
+    """The hook's name; set by ``hookspec``."""
+
+    def hookspec(self, function: Callable[..., None]) -> Callable[..., None]:
+        """Mark ``function`` as the bridgehost hookspec that fills this catalog."""
+        from bridgehost.hookspecs import hookspec
+
+        object.__setattr__(self, "hook", function.__name__)
+        setattr(function, CATALOG_ATTRIBUTE, self)
+        return hookspec(function)
+
+
+CATALOG_ATTRIBUTE = "bridgehost_catalog"
+"""The attribute of a hookspec function that holds its ``CatalogSpec``."""
+
+
+class Catalog(Generic[T]):
+    """Named values published by plugins through one hook (``CatalogSpec``),
+    by name, each with the plugin that published it."""
+
+    def __init__(self, spec: CatalogSpec[T], failures: Mapping[str, PluginFailure] | None = None):
+        self.spec = spec
+        self.entries: dict[str, T] = {}
+        self.owners: dict[str, str] = {}
+        """The plugin that published each name."""
+        self.failures: Mapping[str, PluginFailure] = failures if failures is not None else {}
+
+    def add(self, name: str, value: Any, /, *, plugin: str = "", **options: Any) -> None:
+        """Publish ``spec.make(name, value, **options)`` as ``name``. Raises
+        ``ValueError`` if another plugin published ``name``, and what
+        ``make`` raises for a bad value."""
+        _check_name(self.spec.what, name, self.owners, plugin, str)
+        self.entries[name] = self.spec.make(name, value, **options)
+        self.owners[name] = plugin
+
+    def for_plugin(self, plugin: str) -> PluginCatalog[T]:
+        """A view whose ``add()`` records ``plugin`` as the publisher."""
+        return PluginCatalog(self, plugin)
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop what ``plugin`` published (it failed to load)."""
+        for name in [n for n, owner in self.owners.items() if owner == plugin]:
+            del self.entries[name], self.owners[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+    def __iter__(self) -> Iterator[T]:
+        return iter([self.entries[n] for n in self.names()])
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, name: str, *, source: str = "", key: str = "") -> T:
+        """The entry published as ``name``. Raises ``UnknownKindError`` as
+        ``Registry.get`` does (available names, provider, chained failure)."""
+        if name in self.entries:
+            return self.entries[name]
+        raise_unknown(self.spec.what, name, self.names(), self.spec.providers.get(name), self.failures,
+                      source=source, key=key)
+
+
+@dataclass(frozen=True)
+class PluginCatalog(Generic[T]):
+    """What a catalog hook (one a ``CatalogSpec`` declares) receives:
+    ``add(name, value, **options)`` publishes with the calling plugin
+    recorded."""
+
+    catalog: Catalog[T]
+    plugin: str
+
+    def add(self, name: str, value: Any, /, **options: Any) -> None:
+        """Publish ``value`` as ``name`` (see ``Catalog.add``)."""
+        self.catalog.add(name, value, plugin=self.plugin, **options)

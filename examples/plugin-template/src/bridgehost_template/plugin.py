@@ -2,14 +2,16 @@
 
 Loading the plugin imports nothing heavy. The analysis is registered by its
 import path (a string): only the analysis child process that runs it
-imports it, under the task's limits. The step is imported inside its hook,
-which only bridgehost-steps calls (the hook is its own).
+imports it, under the task's limits. The step is imported inside its hook.
+Both hooks are added by other plugins (bridgehost-analysis,
+bridgehost-steps): ``optionalhook=True`` lets this plugin load where one of
+them is not installed; its hookimpl is then never called.
 """
 
 from bridgehost import hookimpl
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def register_analyses(registry):
     registry.add(
         "template.force_check",
@@ -18,7 +20,7 @@ def register_analyses(registry):
     )
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def register_steps(registry):
     from bridgehost_template.steps import ramp
 

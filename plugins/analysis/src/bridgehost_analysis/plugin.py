@@ -5,16 +5,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pluggy
 from bridgehost import hookimpl
 
+from bridgehost_analysis import hookspecs
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 
 if TYPE_CHECKING:
-    from bridgehost.registry import Registry
+    from bridgehost.registry import PluginCatalog, PluginRegistry
+
+    from bridgehost_analysis.hookspecs import NamedAnalysis
 
 
 @hookimpl
-def register_tasks(registry: Registry) -> None:
+def add_hookspecs(pm: pluggy.PluginManager) -> None:
+    pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def register_tasks(registry: PluginRegistry) -> None:
     registry.add(
         "analysis",
         AnalysisTask,
@@ -24,7 +33,7 @@ def register_tasks(registry: Registry) -> None:
 
 
 @hookimpl
-def register_analyses(registry: Registry) -> None:
+def register_analyses(registry: PluginCatalog[NamedAnalysis]) -> None:
     registry.add(
         "traction.max_force",
         "bridgehost_analysis.traction.scripts.analyze_traction:calculate_results",
@@ -33,7 +42,7 @@ def register_analyses(registry: Registry) -> None:
 
 
 @hookimpl
-def register_demos(registry: Registry) -> None:
+def register_demos(registry: PluginRegistry) -> None:
     registry.add("traction", _traction_demo, summary="the seed's traction analysis over ZeroMQ, on generated data")
 
 

@@ -29,10 +29,11 @@ import msgspec
 from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField, InvalidRequest, IOFailure, TaskCrashed, UnknownKindError
 from bridgehost.jobs import Job
-from bridgehost.registry import Kind, Registry
+from bridgehost.registry import Catalog
 from bridgehost.validation import validation_issue
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
+from bridgehost_analysis.hookspecs import ANALYSES, NamedAnalysis
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply
 from bridgehost_analysis.runner import Finished, Runner, SubprocessRunner, ZygoteRunner
@@ -194,7 +195,7 @@ class AnalysisTask:
             else SubprocessRunner(limits)
         )
         plugins = getattr(host, "plugins", None)
-        self.analyses: Registry = plugins.registry(Kind.ANALYSIS) if plugins is not None else Registry(Kind.ANALYSIS)
+        self.analyses: Catalog[NamedAnalysis] = plugins.catalog(ANALYSES) if plugins is not None else Catalog(ANALYSES)
         self.fixed = ""
         if config.analysis is not None and config.script is not None:
             raise InvalidField("analysis", "give 'analysis' or 'script', not both")
@@ -215,11 +216,9 @@ class AnalysisTask:
         """The ``"module:qualname"`` registered as analysis ``name``; else
         raise ``error(message, hint)`` naming the available analyses."""
         try:
-            target = self.analyses.get(name).factory
+            return self.analyses.get(name).target
         except UnknownKindError as e:
             raise error(e.message, e.hint) from e.__cause__
-        assert isinstance(target, str)  # the registry refuses anything else for Kind.ANALYSIS
-        return target
 
     def check(self) -> list[str]:
         """Warnings for ``bridgehost check``: what would make requests fail

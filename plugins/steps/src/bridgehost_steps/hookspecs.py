@@ -1,60 +1,37 @@
 """The hook bridgehost-steps adds, so any bridgehost plugin can publish steps.
 
 Implement it in an ordinary bridgehost plugin (entry-point group
-``bridgehost``)::
+``bridgehost``); mark it ``optionalhook=True`` if bridgehost-steps may not
+be installed beside your plugin::
 
     from bridgehost import hookimpl
 
-    @hookimpl
+    @hookimpl(optionalhook=True)
     def register_steps(registry):
         registry.add("centrifuge", centrifuge, data=Spin, summary="spin at data.rpm")
 
-A config's sequence then names the step ``"centrifuge"``. The spec is added
-to the host's plugin manager when the first ``step`` or ``sequence`` task is
-built (as pytest's ``pytest_addhooks`` does), so the host core need not know
-about steps.
+A config's sequence then names the step ``"centrifuge"``. bridgehost-steps
+adds this module's hookspec in its ``add_hookspecs`` (as pytest's
+``pytest_addhooks``), so the host core need not know about steps; the host
+fills the catalog (``STEPS``) while it loads plugins.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from typing import TYPE_CHECKING
+from bridgehost.registry import CatalogSpec, PluginCatalog
 
-from bridgehost.hookspecs import hookspec
+from bridgehost_steps.steps import StepDef, named_step
 
-from bridgehost_steps.steps import PluginStepRegistry, StepRegistry
-
-if TYPE_CHECKING:
-    from bridgehost.plugins import Plugins
-
-log = logging.getLogger("bridgehost.steps")
+STEPS = CatalogSpec("step", make=named_step)
+"""The catalog ``register_steps`` fills: ``host.plugins.catalog(STEPS)``."""
 
 
-@hookspec
-def register_steps(registry: PluginStepRegistry) -> None:
+@STEPS.hookspec
+def register_steps(registry: PluginCatalog[StepDef]) -> None:
     """Publish steps by name: ``registry.add(name, process, *, data=None,
     point=None, summary="")``. ``process`` is an async callable taking
     ``(data, context)`` or ``(context)``; ``data`` and ``point`` are the
-    types its JSON data and points are converted to (msgspec). A name used
-    twice is an error naming both plugins."""
-
-
-def collect_steps(plugins: Plugins) -> StepRegistry:
-    """Add this module's spec to the plugin manager (once) and call every
-    plugin's ``register_steps``, each on its own: one that raises is logged
-    and provides nothing, the others still register."""
-    pm = plugins.pm
-    caller = getattr(pm.hook, "register_steps", None)
-    if caller is None or caller.spec is None:
-        pm.add_hookspecs(sys.modules[__name__])
-        caller = pm.hook.register_steps
-    registry = StepRegistry()
-    for impl in reversed(caller.get_hookimpls()):
-        try:
-            impl.function(registry=PluginStepRegistry(registry, impl.plugin_name))
-        except Exception:
-            log.exception("plugin %r raised in register_steps; its steps are not available", impl.plugin_name)
-            for name in [n for n, owner in registry.owners.items() if owner == impl.plugin_name]:
-                del registry.steps[name], registry.owners[name]
-    return registry
+    types its JSON data and points are converted to (msgspec). Raises
+    ``ValueError`` (the plugin fails to load) for a name another plugin
+    published or that contains ':', ``TypeError`` for a process that takes
+    neither form."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from bridgehost import hookimpl
 
+from bridgehost_steps import hookspecs
 from bridgehost_steps.task import SequenceTask, SequenceTaskConfig, StepTask, StepTaskConfig
+
+
+@hookimpl
+def add_hookspecs(pm):
+    pm.add_hookspecs(hookspecs)
 
 
 @hookimpl

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from bridgehost.plugins import import_object
+from bridgehost.registry import Catalog
 
 ATTRIBUTE = "__bridgehost_step__"
 
@@ -122,55 +123,30 @@ def define(name: str, process: Callable[..., Any], *, data: Any = None, point: A
     )
 
 
-class StepRegistry:
-    """Steps published by name through the ``register_steps`` hook."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, StepDef] = {}
-        self.owners: dict[str, str] = {}
-
-    def add(
-        self, name: str, process: Callable[..., Any], *, data: Any = None, point: Any = None, summary: str = "", plugin: str = ""
-    ) -> None:
-        """Publish ``process`` as step ``name``. Raises ``ValueError`` if a
-        name is reused or contains ':' (reserved for ``module:function``)."""
-        if not name or ":" in name:
-            raise ValueError(f"step name {name!r} must be non-empty and contain no ':'")
-        if name in self.steps:
-            raise ValueError(f"step {name!r} is registered twice: by {self.owners[name]!r} and by {plugin!r}")
-        self.steps[name] = define(name, process, data=data, point=point, summary=summary)
-        self.owners[name] = plugin
-
-    def names(self) -> list[str]:
-        return sorted(self.steps)
-
-    def __iter__(self) -> Iterator[StepDef]:
-        return iter(self.steps[n] for n in self.names())
+def named_step(
+    name: str, process: Callable[..., Any], *, data: Any = None, point: Any = None, summary: str = ""
+) -> StepDef:
+    """The ``StepDef`` a ``register_steps`` hook publishes with
+    ``registry.add(name, process, data=..., point=..., summary=...)``.
+    Raises ``ValueError`` if ``name`` contains ':' (reserved for
+    ``module:function``) and ``TypeError`` as ``define`` does."""
+    if ":" in name:
+        raise ValueError(f"step name {name!r} must contain no ':' (reserved for 'module:function')")
+    return define(name, process, data=data, point=point, summary=summary)
 
 
-@dataclass(frozen=True)
-class PluginStepRegistry:
-    """What a ``register_steps`` hook receives: ``add()`` records the plugin."""
-
-    registry: StepRegistry
-    plugin: str
-
-    def add(self, name: str, process: Callable[..., Any], **kwargs: Any) -> None:
-        self.registry.add(name, process, plugin=self.plugin, **kwargs)
-
-
-def resolve(ref: str, registry: StepRegistry, base_dir: Path) -> StepDef:
+def resolve(ref: str, registry: Catalog[StepDef], base_dir: Path) -> StepDef:
     """The step ``ref`` names.
 
-    ``ref`` is a registered name (``"delay"``), ``"package.module:function"``,
+    ``ref`` is a name published through ``register_steps`` (``"delay"``), ``"package.module:function"``,
     or ``"file.py:function"`` (a path relative to ``base_dir``, the config's
     folder). Raises ``LookupError`` (unknown name), ``ImportError`` /
     ``AttributeError`` / ``FileNotFoundError`` (does not resolve) or
     ``TypeError`` (not a process).
     """
     if ":" not in ref:
-        if ref in registry.steps:
-            return registry.steps[ref]
+        if ref in registry:
+            return registry.get(ref)
         raise LookupError(f"no step named {ref!r} (registered: {', '.join(registry.names()) or 'none'})")
     module, _, attr = ref.partition(":")
     if module.endswith(".py"):

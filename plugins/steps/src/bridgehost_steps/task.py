@@ -31,10 +31,12 @@ import msgspec
 
 from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField, InvalidRequest
+from bridgehost.registry import Catalog
 
 from bridgehost_steps.controller import StepsController
 from bridgehost_steps.run import Limits, ProgramStep, Refused, Run, parse_point
-from bridgehost_steps.steps import StepRegistry, resolve
+from bridgehost_steps.hookspecs import STEPS
+from bridgehost_steps.steps import StepDef, resolve
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -236,16 +238,7 @@ def _check_transport(config: StepsConfig, host: Host) -> str | None:
     return config.control_transport
 
 
-def steps_registry(host: Host) -> StepRegistry:
-    """The steps every plugin publishes through ``register_steps`` (collected
-    once per host's plugin set)."""
-    from bridgehost_steps.hookspecs import collect_steps
-
-    registry = getattr(host.plugins, _REGISTRY, None)
-    if registry is None:
-        registry = collect_steps(host.plugins)
-        setattr(host.plugins, _REGISTRY, registry)
-    return registry
-
-
-_REGISTRY = "_bridgehost_steps_registry"
+def steps_registry(host: Host) -> Catalog[StepDef]:
+    """The steps every plugin publishes through ``register_steps`` (filled
+    when the host loaded its plugins)."""
+    return host.plugins.catalog(STEPS)
