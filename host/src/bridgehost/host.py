@@ -25,6 +25,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from bridgehost.components import Checkable, Runnable
 from bridgehost.config import ComponentConfig, Config, TaskConfig, load
 from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError
 from bridgehost.jobs import Job, JobEvent, Outcome, Request, Status
@@ -160,8 +161,8 @@ class Host:
                 '(add e.g. a [[transports]] and a [[triggers]] table with kind = "zmq")'
             )
         for component in self.components:
-            check = getattr(component.impl, "check", None)
-            found.extend(f"{component.label}: {warning}" for warning in (check() if check is not None else ()))
+            if isinstance(component.impl, Checkable):
+                found.extend(f"{component.label}: {warning}" for warning in component.impl.check())
         return found
 
     def task_names(self) -> list[str]:
@@ -443,7 +444,7 @@ class TaskLane:
     another task's requests BUSY.
     """
 
-    def __init__(self, host: Host, config: TaskConfig, impl: Any):
+    def __init__(self, host: Host, config: TaskConfig, impl: Runnable):
         self.host = host
         self.config = config
         self.impl = impl
