@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 class Status(enum.IntEnum):
     """How a job ended.
 
-    Values 0-4 are epics-bridge's ``TaskStatus`` mbbi states (seed
-    ``epics-bridge-2.1.0.txt``: ZRVL..THVL plus Skipped), so the record maps
-    the number directly. The states epics-bridge lacks follow them.
+    Values 0-4 are epics-bridge's ``TaskStatus`` mbbi states (epics-bridge
+    2.1.0, https://pypi.org/project/epics-bridge/: ZRVL..THVL plus Skipped; the mbbi record:
+    https://docs.epics-controls.org/en/latest/specs/record_reference.html),
+    so the record maps the number directly. The states epics-bridge lacks follow them.
     """
 
     SUCCESS = 0
@@ -79,7 +80,9 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class EventKind(enum.StrEnum):
-    """What a job event reports (seed ``automancer-processes.txt``)."""
+    """What a job event reports: the progress, locations, duration estimates
+    and diagnostics of Automancer's process API
+    (https://github.com/slietar/automancer, "Developing processes")."""
 
     PROGRESS = "progress"
     LOCATION = "location"

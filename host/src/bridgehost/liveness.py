@@ -5,7 +5,7 @@ A coroutine on the host's event loop stamps ``time.monotonic()`` every
 ``stalled_for()``: how long past its due time the last stamp is. A job that
 runs long does not stall the loop (it awaits); a script that blocks the loop
 does. This is epics-bridge's "activity timestamp of the main thread"
-(seed ``epics-bridge-2.1.0.txt``, Isolated Heartbeat Monitor).
+(epics-bridge 2.1.0, "Isolated Heartbeat Monitor", https://pypi.org/project/epics-bridge/).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ With ``Type=notify`` and ``WatchdogSec=`` in the unit (``examples/systemd/``):
   ``stall_tolerance_s``: when the event loop stalls the pings stop, and
   systemd kills and restarts the service once ``WatchdogSec`` passes without
   one. This is epics-bridge's heartbeat that stops pulsing when the main
-  loop stalls (seed ``epics-bridge-2.1.0.txt``); if the loop recovers first,
+  loop stalls (epics-bridge 2.1.0, https://pypi.org/project/epics-bridge/); if the loop recovers first,
   the pings resume;
 - ``STATUS=...`` (shown by ``systemctl status``) when it changes: serving,
   the jobs running and waiting, a stall;

@@ -1,7 +1,7 @@
 """The ``epics-heartbeat`` watchdog: proof of life on ``<prefix>Heartbeat``.
 
-epics-bridge's isolated heartbeat monitor and "suicide pact" (seed
-``epics-bridge-2.1.0.txt``, sections 2 and 3), for bridgehost:
+epics-bridge's isolated heartbeat monitor and "suicide pact" (epics-bridge
+2.1.0, https://pypi.org/project/epics-bridge/, sections 2 and 3), for bridgehost:
 
 - a thread of its own toggles Heartbeat (0, 1, 0, ...) every ``period_s``;
 - it stops toggling while the host's event loop has not advanced for

@@ -1,6 +1,7 @@
 """Get and put PVs from a task, with timeouts and typed errors.
 
-The seed's ``epics_bridge.io`` (``pvget``/``pvput``), for bridgehost tasks::
+epics-bridge's ``epics_bridge.io`` (``pvget``/``pvput``; https://pypi.org/project/epics-bridge/), for
+bridgehost tasks::
 
     from bridgehost_epics import io
 

@@ -1,8 +1,8 @@
 """PV names: the standard records under a prefix, and PV interfaces made of
 prefix templates such as ``{main}Pos:RBV``.
 
-The standard names are epics-bridge's (seed ``epics-bridge-2.1.0.txt``,
-"The standard db"), plus ``TriggerCount``, ``Refused`` and the log PVs of
+The standard names are epics-bridge's (epics-bridge 2.1.0, "The standard
+db", https://pypi.org/project/epics-bridge/), plus ``TriggerCount``, ``Refused`` and the log PVs of
 ``bridgehost.db``. Templates use ``str.format`` fields, as epics-bridge's
 ``BasePVInterface`` does: a template naming a prefix key that is not defined
 is an error naming the key, raised when the component is built, so

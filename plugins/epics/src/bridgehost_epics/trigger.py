@@ -1,6 +1,6 @@
 """The ``epics`` trigger: each put of 1 to ``<prefix>Trigger`` runs a task.
 
-Handshake (seed ``epics-bridge-2.1.0.txt``: trigger -> run task ->
+Handshake (epics-bridge 2.1.0, https://pypi.org/project/epics-bridge/: trigger -> run task ->
 acknowledge; order fixed so a client waiting for Busy=0 reads the new
 status)::
 
