@@ -304,3 +304,23 @@ def test_job_log_lines_carry_task_job_id_and_ref(make_host, caplog):
     [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "j7"]
     line = HumanFormatter().format(record)
     assert " WARNING bridgehost.job: CRASH in " in line and line.endswith("RuntimeError: kaput [task='boom' job=j7 ref=42]")
+
+
+def test_a_flood_of_busy_answers_is_one_log_line_with_its_count(make_host, targets, caplog):
+    async def main():
+        targets.gate = asyncio.Event()
+        host = make_host(task("held", "held", queue_size=0))
+        await host.start()
+        first = host.submit(Request(task="held", params={"n": 0}))
+        refused = [await host.submit(Request(task="held", params={"n": n})) for n in range(1, 501)]
+        targets.gate.set()
+        await first
+        await host.stop()
+        return refused
+
+    with caplog.at_level("INFO", logger="bridgehost"):
+        refused = run(main())
+    assert {o.status for o in refused} == {Status.BUSY}
+    busy_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("BUSY")]
+    assert len(busy_lines) == 1, busy_lines[:3]
+    assert "499 more line(s) of cause" in caplog.text  # flushed at stop: nothing goes uncounted

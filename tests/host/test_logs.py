@@ -103,3 +103,23 @@ def test_the_file_rotates_by_size_keeping_the_configured_backups(tmp_path, resto
         assert len(content.encode()) <= 2000
         numbers += [int(json.loads(line)["message"].split()[1]) for line in content.splitlines()]
     assert numbers == list(range(200 - len(numbers), 200))  # the newest lines, in order, none torn
+
+
+def test_rate_limited_log_one_line_per_cause_per_interval_then_the_count(caplog):
+    now = [0.0]
+    lines = logs.RateLimitedLog(logging.getLogger("bridgehost.test"), interval_s=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="bridgehost.test"):
+        for i in range(1000):
+            lines.warning("flood", "peer %d is not reading", i)
+        lines.warning("other", "another cause is not hidden")
+        now[0] = 10.5
+        lines.warning("flood", "peer %d is not reading", 1000)
+        lines.warning("flood", "peer %d is not reading", 1001)
+        lines.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "peer 0 is not reading",
+        "another cause is not hidden",
+        "peer 1000 is not reading (and 999 more like it, not logged)",
+        "1 more line(s) of cause flood not logged",
+    ]
+    assert (lines.total, lines.suppressed) == (1003, 1000)

@@ -348,3 +348,24 @@ def test_ipc_endpoint(make_rig, tmp_path):
     assert rig.endpoint == f"ipc://{tmp_path}/host.sock"
     with rig.client() as client:
         assert client.call("echo", {"via": "ipc"}).data == {"via": "ipc"}
+
+
+def test_floods_of_bad_frames_and_in_flight_busy_are_logged_rate_limited(make_rig, caplog):
+    """docs/ipc-protocol.md section 5: each error the transport answers is
+    logged as a WARNING, at most one line per cause per interval."""
+    rig = make_rig(max_in_flight=1)
+    with rig.client() as client, caplog.at_level(logging.WARNING, logger="bridgehost.ipc"):
+        gated = client.send("gated")
+        rig.wait_until(lambda: len(rig.host.submitted) == 1, "the gated request is in flight")
+        busy = [client.call("echo", {"n": n}) for n in range(50)]
+        raw = rig.raw()
+        for _ in range(200):
+            raw.send(b"not json")
+        for _ in range(200):
+            raw.recv()
+        rig.host.gate.open()
+        assert rig.wait_response(client, gated).success
+    assert {r.data["status"] for r in busy} == {"BUSY"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "BUSY: busy:" in m]) == 1, messages[:5]
+    assert len([m for m in messages if "bad message" in m]) == 1

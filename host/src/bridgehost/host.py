@@ -30,7 +30,7 @@ from bridgehost.config import ComponentConfig, Config, TaskConfig, load
 from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError
 from bridgehost.jobs import Job, JobEvent, Outcome, Request, Status
 from bridgehost.liveness import Liveness
-from bridgehost.logs import current_job
+from bridgehost.logs import RateLimitedLog, current_job
 from bridgehost.plugins import Plugins
 from bridgehost.registry import Kind
 from bridgehost.status import (
@@ -99,6 +99,8 @@ class Host:
         self.components: list[Component] = []
         self.transports: dict[str, Any] = {}
         """Built transports by name (``name`` or else ``kind``)."""
+        self.refusal_lines = RateLimitedLog(logging.getLogger("bridgehost.job"))
+        """Log lines of refused requests (BUSY, REJECTED): one per cause and task per interval."""
         self.lanes: dict[str, TaskLane] = {}
         """One lane per configured task, by task name."""
         self.started_at = 0.0
@@ -265,6 +267,7 @@ class Host:
             await self._stop_component(component)
         if self._liveness_task is not None:
             self._liveness_task.cancel()
+        self.refusal_lines.flush()
         self.state = HostState.STOPPED
         log.info("host %r stopped", self.name)
 
@@ -343,7 +346,11 @@ class Host:
         level = logging.INFO if status is Status.SUCCESS else logging.WARNING
         ran = f" in {duration_s:.3f} s" if job.started_at is not None else " without running"
         shown = cut_middle(error, _LOGGED_ERROR_CHARS)
-        job.log.log(level, "%s%s%s", status.name, ran, f": {shown}" if error else "")
+        if refused is None:
+            job.log.log(level, "%s%s%s", status.name, ran, f": {shown}" if error else "")
+        else:  # a flood of BUSY or of unknown tasks: one line per cause and task per interval
+            cause = (refused.value, job.task if lane is not None else None)
+            self.refusal_lines.log(level, cause, "%s%s%s", status.name, ran, f": {shown}", logger=job.log)
         self.notify("job_finished", job=job, outcome=outcome)
         if not future.done():
             future.set_result(outcome)

@@ -12,6 +12,10 @@ Two formats, chosen by ``[host] log_format`` or ``--log-format``:
 Lines go to stderr and, when ``[host] log_file`` is set, also to that file,
 rotated by size with the standard library's ``RotatingFileHandler``.
 
+Repeated warnings of one cause (a client that floods, a full queue) go
+through a ``RateLimitedLog``: at most ``burst`` lines per ``interval_s`` per
+cause, and the next line logged says how many were left out.
+
 Every line logged while a job runs carries its task, job id and ref (the
 source's id: the ZeroMQ transaction id): those of ``job.log`` directly, and
 any other logger's through ``current_job``, a context variable the host sets
@@ -26,6 +30,9 @@ import datetime
 import logging
 import logging.handlers
 import os
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -128,3 +135,95 @@ def configure(
         handler.addFilter(JobContext())
         root.addHandler(handler)
     root.setLevel(level)
+
+
+LOG_INTERVAL_S = 10.0
+"""The default interval of a ``RateLimitedLog``, seconds."""
+
+
+@dataclass
+class _Window:
+    start: float
+    logged: int = 0
+    suppressed: int = 0
+
+
+class RateLimitedLog:
+    """Logs lines of one cause at most ``burst`` times per ``interval_s``
+    seconds; the rest are counted, and the next line of that cause that is
+    logged ends with how many were left out since the last one
+    (``"... (and 4,210 more like it, not logged)"``).
+
+    A cause is any hashable naming *why* (``"queue_full"``, ``("busy",
+    task)``): keep the set of causes small and fixed, never a peer or a
+    request id, so one flood cannot hide another kind of line nor grow the
+    table. ``flush()`` logs the counts still pending (at stop). Use it from
+    one thread (the host's loop).
+    """
+
+    MAX_CAUSES = 1024
+    """Windows kept; beyond it the ones with nothing pending are forgotten."""
+
+    def __init__(
+        self,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        interval_s: float = LOG_INTERVAL_S,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.logger = logger
+        self.interval_s = interval_s
+        self.burst = burst
+        self.clock = clock
+        self.total = 0
+        """Every line offered, logged or not."""
+        self.suppressed = 0
+        """Every line left out."""
+        self._windows: dict[Hashable, _Window] = {}
+
+    def log(
+        self,
+        level: int,
+        cause: Hashable,
+        msg: str,
+        *args: Any,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> bool:
+        """Log ``msg % args`` at ``level`` (to ``logger``, default this
+        one's: a job's adapter keeps its fields) unless ``cause`` has had its
+        ``burst`` in this interval; True if it was logged."""
+        self.total += 1
+        now = self.clock()
+        window = self._windows.get(cause)
+        pending = 0
+        if window is None or now - window.start >= self.interval_s:
+            pending = window.suppressed if window is not None else 0
+            if window is None and len(self._windows) >= self.MAX_CAUSES:
+                self._forget_idle()
+            window = self._windows[cause] = _Window(now)
+        if window.logged >= self.burst:
+            window.suppressed += 1
+            self.suppressed += 1
+            return False
+        window.logged += 1
+        if pending:
+            msg, args = f"{msg} (and %d more like it, not logged)", (*args, pending)
+        (logger or self.logger).log(level, msg, *args)
+        return True
+
+    def warning(self, cause: Hashable, msg: str, *args: Any) -> bool:
+        """``log(logging.WARNING, ...)``."""
+        return self.log(logging.WARNING, cause, msg, *args)
+
+    def flush(self) -> None:
+        """Log one line per cause with lines still left out, and forget them."""
+        for cause, window in list(self._windows.items()):
+            if window.suppressed:
+                self.logger.log(logging.WARNING, "%d more line(s) of cause %s not logged", window.suppressed, cause)
+        self._windows.clear()
+
+    def _forget_idle(self) -> None:
+        self._windows = {c: w for c, w in self._windows.items() if w.suppressed}
+        if len(self._windows) >= self.MAX_CAUSES:
+            self.flush()

@@ -11,7 +11,7 @@
 
 Every refusal is logged as a WARNING on ``bridgehost.ipc`` (at most
 ``RefusalLog.BURST`` lines per ``RefusalLog.WINDOW_S`` for each kind of
-refusal; the rest are counted).
+refusal; the next line says how many were left out).
 Reference: ``docs/security.md``.
 """
 
@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 from bridgehost.errors import InvalidField
+from bridgehost.logs import RateLimitedLog
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
@@ -105,32 +105,25 @@ def apply_client_curve(
 
 
 class RefusalLog:
-    """WARNING lines for refused clients, at most ``BURST`` per ``WINDOW_S``
-    seconds for each kind of refusal, so a client that retries in a loop
-    cannot flood the log nor hide another kind of refusal."""
+    """WARNING lines for refused clients: at most ``BURST`` per ``WINDOW_S``
+    seconds for each kind of refusal (``bridgehost.logs.RateLimitedLog``),
+    so a client that retries in a loop cannot flood the log nor hide another
+    kind of refusal."""
 
     BURST = 10
     WINDOW_S = 60.0
 
     def __init__(self, transport_name: str):
         self.name = transport_name
-        self.windows: dict[str, list[float | int]] = {}  # kind -> [window start, logged, suppressed]
-        self.total = 0
+        self.lines = RateLimitedLog(log, interval_s=self.WINDOW_S, burst=self.BURST)
+
+    @property
+    def total(self) -> int:
         """Every refusal since start, logged or not."""
+        return self.lines.total
 
     def refused(self, kind: str, why: str) -> None:
-        self.total += 1
-        now = time.monotonic()
-        window = self.windows.setdefault(kind, [now, 0, 0])
-        if now - window[0] >= self.WINDOW_S:
-            if window[2]:
-                log.warning("zmq transport %r: %d more client(s) refused (%s, not logged)", self.name, window[2], kind)
-            window[:] = [now, 0, 0]
-        if window[1] < self.BURST:
-            window[1] += 1
-            log.warning("zmq transport %r: refused a client: %s", self.name, why)
-        else:
-            window[2] += 1
+        self.lines.warning(kind, "zmq transport %r: refused a client: %s", self.name, why)
 
 
 class _Authenticator(AsyncioAuthenticator):

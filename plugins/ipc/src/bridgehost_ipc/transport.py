@@ -35,6 +35,7 @@ import zmq.asyncio
 from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError
 from bridgehost.jobs import Status, now_ms
+from bridgehost.logs import RateLimitedLog
 from bridgehost.status import RefusalCause
 from bridgehost.text import cut_middle
 
@@ -124,6 +125,8 @@ class ZmqTransport:
         self.name = config.name or config.kind
         self.endpoint = config.endpoint
         self.curve = server_curve(config.curve_secret_key, config.curve_authorized_keys, base, self.name)
+        self.lines = RateLimitedLog(log)
+        """Repeated warnings (bad messages, BUSY, a peer not reading): one line per cause per 10 s."""
         self.routes: TopicRoutes[Handler] = TopicRoutes()
         """Who answers which topic; ``add_handler`` fills it."""
         self.routes.add("host.ping", self._ping)
@@ -246,6 +249,7 @@ class ZmqTransport:
         # A bounded linger, not 0: responses queued a moment ago must still go out.
         sock.close(linger=int(timeout * 1000))
         await asyncio.to_thread(ctx.term)
+        self.lines.flush()
         log.info("zmq transport %r stopped", self.name)
 
     async def _answer_unread(self, sock: zmq.asyncio.Socket) -> None:
@@ -290,7 +294,8 @@ class ZmqTransport:
         except ProtocolError as e:
             prefix = body[0].buffer[:PREFIX_BYTES].tobytes() if body else b""
             shown = f"; frame starts {prefix!r}" if prefix else ""
-            log.warning(
+            self.lines.warning(
+                "bad_message",
                 "zmq transport %r: bad message from peer %s (transaction id %d): %s%s",
                 self.name, identity.hex()[:16], e.transaction_id, e.message, shown,
             )
@@ -306,6 +311,9 @@ class ZmqTransport:
             await self._send(envelope, encode(answer), message.transaction_id)
         elif self._stopping:
             self.host.note_refusal(RefusalCause.STOPPING)
+            self.lines.warning(
+                "stopping", "zmq transport %r: request for %r refused: the host is stopping", self.name, message.topic
+            )
             reply = message.fail(f"host {self.host.name!r} is stopping; the request was not run")
             await self._send_response(envelope, message, reply)
         else:
@@ -354,7 +362,7 @@ class ZmqTransport:
         handler = self.routes.lookup(message.topic)
         if handler is None:
             topic = cut_middle(repr(message.topic), 64, inline=True)
-            log.warning("zmq transport %r: request for unknown topic %s", self.name, topic)
+            self.lines.warning("unknown_topic", "zmq transport %r: request for unknown topic %s", self.name, topic)
             topics = ", ".join(self.patterns())
             reply = message.fail(
                 f"unknown topic {topic}: nothing on host {self.host.name!r} handles it (topics: {topics}); "
@@ -368,6 +376,7 @@ class ZmqTransport:
                 f"(max_in_flight); retry later",
                 status=Status.BUSY,
             )
+            self.lines.warning("in_flight_limit", "zmq transport %r: BUSY: %s", self.name, reply.error_message)
             await self._send_response(envelope, message, reply)
         else:
             task = asyncio.create_task(
@@ -420,7 +429,9 @@ class ZmqTransport:
         try:
             payload = encode(reply)
         except (TypeError, msgspec.EncodeError) as e:
-            log.error("zmq transport %r: response to %r is not JSON: %s", self.name, request.topic, e)
+            self.lines.log(
+                logging.ERROR, "not_json", "zmq transport %r: response to %r is not JSON: %s", self.name, request.topic, e
+            )
             error = f"the result of {request.topic!r} cannot be encoded as JSON: {e}"
             payload = encode(request.fail(error, status=Status.CRASH))
         if len(payload) > self.config.max_frame_bytes:
@@ -428,7 +439,7 @@ class ZmqTransport:
                 f"the response to {request.topic!r} is {len(payload)} bytes, over the limit of "
                 f"{self.config.max_frame_bytes} bytes (max_frame_bytes); return a file path instead of the data"
             )
-            log.error("zmq transport %r: %s", self.name, message)
+            self.lines.log(logging.ERROR, "response_too_large", "zmq transport %r: %s", self.name, message)
             payload = encode(request.fail(message, status=Status.CRASH))
         await self._send(envelope, payload, request.transaction_id)
 
@@ -442,7 +453,8 @@ class ZmqTransport:
             # DONTWAIT: pyzmq resolves the send at once, so this await never suspends
             await sock.send_multipart([*envelope, payload], flags=zmq.DONTWAIT)
         except zmq.Again:
-            log.warning(
+            self.lines.warning(
+                "not_reading",
                 "zmq transport %r: peer %s is not reading (its queue is full); message for transaction id %d dropped",
                 self.name, envelope[0].hex()[:16], tid,
             )
@@ -450,7 +462,9 @@ class ZmqTransport:
         except zmq.ZMQError as e:
             if e.errno == zmq.EHOSTUNREACH:  # the peer disconnected (ROUTER_MANDATORY)
                 self._peers.pop(envelope[0], None)
-                log.info(
+                self.lines.log(
+                    logging.INFO,
+                    "peer_gone",
                     "zmq transport %r: peer %s is gone; message for transaction id %d dropped",
                     self.name, envelope[0].hex()[:16], tid,
                 )
