@@ -1,4 +1,4 @@
-"""bridgehost-steps: long-running async processes (seed ``automancer-processes.txt``).
+"""bridgehost-steps: long-running async processes after Automancer's (https://github.com/slietar/automancer).
 
 The process API::
 

@@ -1,5 +1,5 @@
-"""``ProcessContext``: what a process receives to talk to its owner (seed
-``automancer-processes.txt``, "Creating a simple process").
+"""``ProcessContext``: what a process receives to talk to its owner (Automancer's
+process API, https://github.com/slietar/automancer, "Creating a simple process").
 
 A context belongs to one creation of a process: a jump or swap that
 re-creates the process hands the new one a new context. Every method runs on
@@ -52,7 +52,7 @@ class ProcessContext:
         """Report where the process is: an object with ``export()``, a msgspec
         Struct, a dataclass or plain JSON. Exported at once (``TypeError`` if
         it cannot be); several calls in one event-loop iteration announce
-        only the last (seed)."""
+        only the last (as Automancer's ``send_location``)."""
         self._run.post_location(export(location))
 
     def send_duration(self, seconds: float | None) -> None:
@@ -124,7 +124,7 @@ class ProcessContext:
         a resume withdraws the pause while the awaitable is being cancelled,
         ``PauseRequest`` is still raised (the next ``checkpoint()`` passes). A
         halt cancels the awaitable and raises ``CancelledError``. Wrap the
-        awaitable in ``asyncio.shield`` to keep it running (seed, "Jumping").
+        awaitable in ``asyncio.shield`` to keep it running (Automancer, "Jumping").
         """
         run = self._run
         if run.interrupt_pending():

@@ -1,4 +1,4 @@
-"""The exceptions of the process API (seed ``automancer-processes.txt``).
+"""The exceptions of the process API (Automancer's, https://github.com/slietar/automancer).
 
 ``checkpoint()``, ``wait()`` and ``receive()`` raise ``JumpRequest``,
 ``PauseRequest`` and ``SwapRequest`` to hand a control request to the
@@ -30,7 +30,7 @@ class JumpRequest(ControlRequest):
 class PauseRequest(ControlRequest):
     """Raised by ``wait()`` after cancelling its awaitable: catch it and call
     ``context.checkpoint()``, which returns once resumed. Letting it escape
-    fails the process (seed, "Pausing")."""
+    fails the process (Automancer, "Pausing")."""
 
     def __init__(self) -> None:
         super().__init__("pause requested")

@@ -1,9 +1,10 @@
-"""Helpers for the seed's recipes: synchronous actions inside a process.
+"""Helpers for Automancer's process recipes (https://github.com/slietar/automancer): synchronous actions
+inside a process.
 
 A synchronous action (a driver call, ``smtplib``) blocks; it runs in a
 worker thread so the event loop stays live. A thread cannot be cancelled,
 so the action is *shielded*: on halt it runs to its end, then the
-cancellation goes on (the seed's ``am.shield(asyncio.to_thread(...))``).
+cancellation goes on (Automancer's ``am.shield(asyncio.to_thread(...))``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ T = TypeVar("T")
 
 async def shield(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` to its end even if the caller is cancelled, then
-    re-raise the ``CancelledError`` (seed ``am.shield``).
+    re-raise the ``CancelledError`` (Automancer's ``am.shield``).
 
     Unlike ``asyncio.shield`` alone, the caller does not move on while the
     action still runs: a halted process's cleanup starts after it.
@@ -44,7 +45,7 @@ async def run_sync(function: Callable[..., T], *args: Any) -> T:
 
 async def run_actions(context: Any, *actions: Callable[[], Any]) -> list[Any]:
     """Run synchronous ``actions`` one after the other with ``run_sync``,
-    with ``context.checkpoint()`` between two (seed recipe "Execute multiple
+    with ``context.checkpoint()`` between two (Automancer's recipe "Execute multiple
     synchronous actions"): a pause stops the sequence there, a jump or swap
     is raised there. Returns their results."""
     results = []

@@ -221,7 +221,7 @@ class Run:
             self._announce(Topic.PAUSABLE, {"pausable": value})
 
     def post_location(self, location: Any) -> None:
-        # The seed: several locations in one loop iteration -> only the last counts.
+        # As Automancer's send_location: several locations in one loop iteration -> only the last counts.
         self._unposted_location = location
         if not self._location_due:
             self._location_due = True
@@ -365,7 +365,7 @@ class Run:
         name = self.program[target].name
         self._move(Control.JUMP, pending={"jump": {"step": target, "point": export(point)}})
         if self._process is not None:
-            # Another step: the current one is halted (seed: "halting is triggered by jumping").
+            # Another step: the current one is halted (Automancer: "halting is triggered by jumping").
             # Also when it has just ended and the executor has not looked yet: the jump wins.
             self._cross = (target, point)
             self._process.cancel()
@@ -497,7 +497,7 @@ class Run:
     def _start_process(self, entry: ProgramStep) -> asyncio.Task[Any]:
         context = ProcessContext(self, entry.step, self.data[self.index], self.point)
         self.context = context
-        self.set_pausable(False)  # each process declares its own (seed: "Defaults to false")
+        self.set_pausable(False)  # each process declares its own (Automancer: "Defaults to false")
         self._process = asyncio.create_task(_call(entry.step, context), name=f"step-{self.id}-{entry.name}")
         return self._process
 
@@ -544,7 +544,7 @@ class Run:
         if isinstance(error, PauseRequest):
             self.error = (
                 f"step {entry.name!r}: a PauseRequest escaped the process; catch it around context.wait() "
-                "and call context.checkpoint() (seed: 'Pausing')"
+                "and call context.checkpoint() (docs/steps.md, 'Writing a process')"
             )
         else:
             self.error = f"step {entry.name!r} failed: {type(error).__name__}: {error}"

@@ -2,8 +2,9 @@
 by ``module:function``, by ``file.py:function`` or by a registered name.
 
 A process is an async callable taking ``(data, context)`` or ``(context)``
-(both forms appear in the seed). Its data and points arrive as JSON; to get
-objects (the seed's ``data.value``, ``e.point.index``), declare types::
+(both forms appear in Automancer's process API, https://github.com/slietar/automancer). Its data and points
+arrive as JSON; to get objects (Automancer's ``data.value``,
+``e.point.index``), declare types::
 
     from bridgehost_steps import step
 

@@ -1,8 +1,8 @@
-"""Plain-JSON export of what a process reports, and the seed's diagnostics.
+"""Plain-JSON export of what a process reports, and Automancer's diagnostics (https://github.com/slietar/automancer).
 
 Locations, analyses, points and results leave the host as JSON. ``export``
-accepts what the seed's examples pass: an object with an ``export()``
-method (the seed's ``Location`` dataclass), a msgspec Struct, a dataclass,
+accepts what Automancer's examples pass: an object with an ``export()``
+method (their ``Location`` dataclass), a msgspec Struct, a dataclass,
 or plain JSON values (dict, list, str, int, float, bool, None).
 """
 
@@ -42,7 +42,7 @@ def _export_nested(value: Any) -> Any:
 
 
 class GenericDiagnostic:
-    """An error or warning built from an exception or a message (the seed's
+    """An error or warning built from an exception or a message (Automancer's
     ``am.GenericDiagnostic(e)``). Exports as ``{"kind": "generic",
     "message": ..., "exception": "<the exception's type name, or empty>"}``."""
 
@@ -63,7 +63,7 @@ class GenericDiagnostic:
 
 
 class FileCreatedEffect(msgspec.Struct, frozen=True):
-    """An effect: the process created a file (the seed's
+    """An effect: the process created a file (Automancer's
     ``am.FileCreatedEffect('file.txt')``)."""
 
     path: str
@@ -73,7 +73,7 @@ class FileCreatedEffect(msgspec.Struct, frozen=True):
 
 
 class Analysis(msgspec.Struct, kw_only=True):
-    """A runtime analysis (seed: "errors, warnings and effects"). Each item is
+    """A runtime analysis (Automancer: "errors, warnings and effects"). Each item is
     exported with ``export``; ``send_analysis`` announces it as a
     ``diagnostic`` event ``{"errors": [...], "warnings": [...], "effects": [...]}``."""
 
