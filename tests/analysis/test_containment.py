@@ -66,7 +66,7 @@ HOSTILE = {
         "        sys.stdout.write(line)\n    return {}\n",
         {},
         TaskCrashed,
-        r"wrote more than output_limit_bytes \(67108864\) to stdout/stderr and was killed",
+        r"wrote more than output_kill_bytes \(67108864\) to stdout/stderr and was killed",
         20.0,
     ),
     "gigabyte_result": (

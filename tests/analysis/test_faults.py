@@ -91,7 +91,7 @@ def test_output_tail_is_bounded(run, script, make_task, analyse) -> None:
         """,
     )
     with pytest.raises(TaskCrashed) as info:
-        analyse(make_task(max_output_bytes=1000), run.request(name))
+        analyse(make_task(output_kept_bytes=1000), run.request(name))
     output = info.value.data["output"]
     assert output.startswith("[... ") and "earlier bytes not kept]" in output
     assert output.endswith("line 19999\n")

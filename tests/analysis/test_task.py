@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from bridgehost.errors import InvalidRequest, IOFailure, TaskCrashed
+from bridgehost.config import parse_config
+from bridgehost.errors import ConfigError, InvalidRequest, IOFailure, TaskCrashed
 from bridgehost.jobs import Status
+from bridgehost.plugins import load_plugins
 from bridgehost.registry import Kind, Registry
 from bridgehost_analysis import plugin
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
@@ -223,6 +225,22 @@ def test_config_defaults_and_constraints() -> None:
     for bad in ({"memory_limit_mb": 1}, {"max_result_bytes": 0}, {"raw_data": "frames"}, {"datastor": "x"}):
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert({"kind": "analysis", "name": "t", **bad}, AnalysisTaskConfig)
+
+
+@pytest.mark.parametrize(("old", "new"), [("max_output_bytes", "output_kept_bytes"), ("output_limit_bytes", "output_kill_bytes")])
+def test_a_renamed_key_is_refused_naming_the_new_one(old: str, new: str) -> None:
+    plugins = load_plugins(load=["analysis"])
+    raw = {"tasks": [{"kind": "analysis", "name": "t", old: 1000}]}
+    with pytest.raises(ConfigError, match=rf"tasks\[0\]\.{old}: '{old}' was renamed '{new}'") as e:
+        parse_config(raw, plugins, source="rig.toml")
+    assert new in e.value.hint
+    raw = {"tasks": [{"kind": "analysis", "name": "t"}]}
+    var = f"BRIDGEHOST__TASKS__0__{old.upper()}"
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed '{new}'") as e:
+        parse_config(raw, plugins, source="rig.toml", environ={var: "1000"})
+    assert e.value.key == var and f"BRIDGEHOST__TASKS__0__{new.upper()}" in e.value.hint
+    config = parse_config({"tasks": [{"kind": "analysis", "name": "t", new: 1000}]}, plugins)
+    assert getattr(config.tasks[0], new) == 1000
 
 
 def test_plugin_registers_the_analysis_kind() -> None:

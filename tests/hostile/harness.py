@@ -332,7 +332,7 @@ CASES: tuple[Case, ...] = (
             "    for _ in range(1024):\n        sys.stdout.write(chunk)\n    sys.stdout.flush()\n"
             "    return {'wrote_mib': 1024}\n"
         ),
-        ("CRASH",), ("output_limit_bytes",), task="hostile.roomy",
+        ("CRASH",), ("output_kill_bytes",), task="hostile.roomy",
     ),
     Case(
         "return_1gib",

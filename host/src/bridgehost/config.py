@@ -33,12 +33,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
 import msgspec.inspect
 
-from bridgehost.env import COMPONENT_SECTIONS, EnvOverride, apply_overrides, env_overrides
+from bridgehost.env import COMPONENT_SECTIONS, EnvOverride, apply_overrides, env_overrides, renamed
 from bridgehost.errors import ConfigError
 from bridgehost.logs import LogFormat
 from bridgehost.registry import Kind
@@ -55,7 +55,14 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Base of every config table: a misspelt key is an error, not ignored."""
+    """Base of every config table: a misspelt key is an error, not ignored.
+
+    ``renamed_keys`` maps a key a table no longer takes to the key that
+    replaced it (before 1.0 keys are renamed without a transition): the
+    error for the old key names the new one.
+    """
+
+    renamed_keys: ClassVar[dict[str, str]] = {}
 
 
 class HostConfig(Section):
@@ -310,6 +317,8 @@ def _config_error(error: msgspec.ValidationError, type_: type, source: str, key:
     message, path = issue.message, issue.path
     full_key = key + path
     if unknown := issue.unknown_field:
+        if not path and (new := getattr(type_, "renamed_keys", {}).get(unknown)):
+            return ConfigError(source, f"{full_key}.{unknown}", renamed(unknown, new), f"write {new} = ... instead")
         fields = ", ".join(f for f in getattr(type_, "__struct_fields__", ()))
         return ConfigError(source, f"{full_key}.{unknown}", "unknown key", f"check its spelling; this table takes: {fields}")
     if missing := issue.missing_field:

@@ -86,6 +86,10 @@ def apply_overrides(
     env = {}
     for o in mine:
         if o.key not in fields:
+            if new := getattr(type_, "renamed_keys", {}).get(o.key):
+                raise ConfigError(
+                    source, o.var, f"{o.path}: {renamed(o.key, new)}", f"set {o.var.upper()[: -len(o.key)]}{new.upper()} instead"
+                )
             raise ConfigError(
                 source, o.var, f"{o.path}: unknown key", f"this table takes: {', '.join(fields)}"
             )
@@ -115,3 +119,9 @@ def _takes_text(info: Any) -> bool:
         if isinstance(t, msgspec.inspect.EnumType) and all(isinstance(m.value, str) for m in t.cls):
             return True
     return False
+
+
+def renamed(old: str, new: str) -> str:
+    """The error message for a key ``old`` that a table renamed ``new``
+    (its config Struct's ``renamed_keys``)."""
+    return f"{old!r} was renamed {new!r}"

@@ -14,7 +14,6 @@ fork of the clean zygote.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import faulthandler
 import gc
@@ -26,29 +25,28 @@ import socket
 import sys
 import traceback
 import uuid
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import msgspec
+from bridgehost.plugins import import_object
 from bridgehost.text import cut_middle
 
 from bridgehost_analysis.datastore import Datastore, DatastoreError
 from bridgehost_analysis.jsonvalue import NotJSONError, TooLarge, to_json_value
-from bridgehost_analysis.protocol import REPLY_HEADER, ChildSpec, Limits, Reply
+from bridgehost_analysis.proc import (
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_PDEATHSIG,
+    RUNNING_NAME,
+    WAITING_NAME,
+    prctl,
+    set_name,
+)
+from bridgehost_analysis.protocol import REPLY_HEADER, ChildSpec, Limits, Reply, RunEnd
 
-# prctl(2) options, from <linux/prctl.h>.
-PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
-PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE_CHARS = 4000
 """An error message longer than this is cut in its middle."""
 MAX_TRACEBACK_CHARS = 64 * 1024
 """A traceback longer than this is cut in its middle."""
-ZYGOTE_NAME = b"bh-zygote"
-WAITING_NAME = b"bh-waiting"
-"""The name of a forked child until it gets its spec."""
-RUNNING_NAME = b"bh-analysis"
-"""The name of a child running its analysis (and of what it forks)."""
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int) -> NoReturn:
@@ -91,27 +89,15 @@ def _isolate(output_fd: int, zygote_pid: int) -> None:
     output pipe on file descriptors 1 and 2."""
     os.setsid()
     set_name(WAITING_NAME)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != zygote_pid:  # the zygote died before PDEATHSIG was armed
         os._exit(0)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.close(output_fd)
     faulthandler.enable()  # a segfault prints the Python stack to the captured output
     sys.dont_write_bytecode = True  # leave no __pycache__ in the datastore's scripts folder
-
-
-def set_name(name: bytes) -> None:
-    """Name this process (``/proc/<pid>/comm``, what ``ps -e`` and ``top``
-    show), so an operator sees which processes are which."""
-    _libc.prctl(PR_SET_NAME, name, 0, 0, 0)
-
-
-def _prctl(option: int, value: int) -> None:
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
 
 
 def _limit(limits: Limits) -> None:
@@ -147,7 +133,7 @@ def _warm() -> None:
     module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, spec.script_path))
     exec(compile("def calculate_results(ctx):\n    return {}\n", spec.script_path, "exec"), vars(module))
     value = to_json_value(module.calculate_results({}) or {"a": [1.0, 2, "b", None]}, "result", max_bytes=1 << 10)
-    msgspec.json.encode(Reply(ok=True, result=msgspec.Raw(msgspec.json.encode(value))))
+    msgspec.json.encode(Reply(result=msgspec.Raw(msgspec.json.encode(value))))
 
 
 _WARM_SPEC = msgspec.json.encode(
@@ -179,11 +165,10 @@ def _run(raw: bytes, channel: socket.socket) -> int:
     except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
         code = e.code
         exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-        reply = Reply(ok=False, kind="exit", exit_code=exit_code, message=cut_middle(str(code), MAX_MESSAGE_CHARS), traceback=_format(e))
+        reply = Reply(end=RunEnd.EXITED, exit_code=exit_code, message=cut_middle(str(code), MAX_MESSAGE_CHARS), traceback=_format(e))
     except BaseException as e:  # everything the script raises is reported
         reply = Reply(
-            ok=False,
-            kind="raised",
+            end=RunEnd.RAISED,
             message=_describe(e),
             traceback=_format(e),
             out_of_memory=isinstance(e, MemoryError),
@@ -198,26 +183,16 @@ def _run(raw: bytes, channel: socket.socket) -> int:
     return exit_code
 
 
-def _import_target(target: str) -> Any:
-    """The function ``"package.module:qualname"`` names; raises ImportError
-    or AttributeError (reported as the run's exception)."""
-    module_name, _, qualname = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _analyse(spec: ChildSpec) -> Reply:
     run = Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id)
     try:
         ctx = run.ctx(spec.custom_params, as_lists=spec.raw_data == "lists", mmap=spec.raw_data == "mmap")
     except (DatastoreError, OSError) as e:
-        return Reply(ok=False, kind="io", message=f"reading run {spec.run_id!r} failed: {e}")
+        return Reply(end=RunEnd.IO_FAILED, message=f"reading run {spec.run_id!r} failed: {e}")
 
     os.chdir(run.path)  # relative paths start in the run folder
     if spec.target:  # a registered analysis (register_analyses): imported here, under the limits, like a script
-        function = _import_target(spec.target)
+        function = import_object(spec.target)  # ImportError, AttributeError: reported as the run's exception
     else:
         sys.path.insert(0, os.path.dirname(spec.script_path))  # the script's sibling modules are importable
         stem = "".join(c if c.isalnum() else "_" for c in os.path.basename(spec.script_path)[:-3])
@@ -232,8 +207,7 @@ def _analyse(spec: ChildSpec) -> Reply:
         if not callable(function):
             defined = sorted(k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == name)
             return Reply(
-                ok=False,
-                kind="invalid",
+                end=RunEnd.NO_FUNCTION,
                 message=f"script {spec.script!r} defines no function {spec.function!r} "
                 f"(its functions: {', '.join(defined) or 'none'}); name one of them in the request's 'function'",
             )
@@ -242,38 +216,34 @@ def _analyse(spec: ChildSpec) -> Reply:
     label = f"{spec.function}()"
     if not isinstance(value, dict):
         return Reply(
-            ok=False,
-            kind="bad_result",
+            end=RunEnd.BAD_RESULT,
             message=f"{label} must return a dict, it returned {_type_of(value)}",
         )
     try:
         data = msgspec.json.encode(to_json_value(value, "result", max_bytes=spec.max_result_bytes))
     except TooLarge as e:
         return Reply(
-            ok=False,
-            kind="bad_result",
+            end=RunEnd.BAD_RESULT,
             message=f"{label} returned a dict over max_result_bytes ({spec.max_result_bytes}): {e}; "
             "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
         )
     except NotJSONError as e:
-        return Reply(ok=False, kind="bad_result", message=cut_middle(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
+        return Reply(end=RunEnd.BAD_RESULT, message=cut_middle(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
     except MemoryError:
         del value  # frees what the script built, if nothing else holds it
         return Reply(
-            ok=False,
-            kind="bad_result",
+            end=RunEnd.BAD_RESULT,
             message=f"{label} returned a dict too large to encode as JSON within memory_limit_mb: "
             "return less (leave big arrays in the datastore)",
             out_of_memory=True,
         )
     if len(data) > spec.max_result_bytes:
         return Reply(
-            ok=False,
-            kind="bad_result",
+            end=RunEnd.BAD_RESULT,
             message=f"{label} returned {len(data)} bytes of JSON, over max_result_bytes ({spec.max_result_bytes}): "
             "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
         )
-    return Reply(ok=True, result=msgspec.Raw(data))
+    return Reply(result=msgspec.Raw(data))
 
 
 def _type_of(value: object) -> str:
@@ -281,6 +251,7 @@ def _type_of(value: object) -> str:
 
 
 def _describe(e: BaseException) -> str:
+    """``Type: message`` of ``e``, cut in its middle to ``MAX_MESSAGE_CHARS``."""
     try:
         text = str(e)
     except BaseException:  # a broken __str__ of the script's own exception

@@ -4,7 +4,7 @@ Three channels, all created by the zygote (``bridgehost_analysis.zygote``)
 for each child it forks:
 
 - **control** (one per zygote, ``AF_UNIX``/``SOCK_SEQPACKET``, one message
-  per packet): the host sends ``Fork``, ``Started`` and ``Kill``; the zygote
+  per packet): the host sends ``Fork``, ``SpecTaken`` and ``Kill``; the zygote
   answers ``Failed`` or ``Ready`` (with the host's ends of the next two channels attached as
   ``SCM_RIGHTS`` file descriptors, see unix(7)) and ``Exited``.
 - **reply** (one per run, ``AF_UNIX``/``SOCK_STREAM``): the host writes one
@@ -19,13 +19,50 @@ for each child it forks:
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Literal
 
 import msgspec
 
 REPLY_HEADER = 8
 RawData = Literal["lists", "arrays", "mmap"]
-ReplyKind = Literal["", "io", "invalid", "raised", "exit", "bad_result"]
+
+
+class RunEnd(enum.Enum):
+    """How a run ended: one name from the child's ``Reply`` and the
+    zygote's ``Exited`` to the task's answer (``AnalysisTask``).
+
+    Said by the child in its ``Reply``:
+
+    - ``RETURNED``: the function returned a JSON dict (the only success);
+    - ``IO_FAILED``: the run's data could not be read;
+    - ``NO_FUNCTION``: the script defines no such function;
+    - ``RAISED``: the script raised;
+    - ``EXITED``: the script called ``sys.exit``;
+    - ``BAD_RESULT``: the return value is not a JSON dict, or too large.
+
+    Found by the zygote or the host's runner, when the child sent no reply:
+
+    - ``DIED``: it ended by itself (``os._exit``, a signal not sent by bridgehost);
+    - ``KILLED``: the host had it killed (its timeout or shutdown);
+    - ``TOO_MANY_PROCESSES``: over ``max_processes`` alive at once, killed;
+    - ``TOO_MUCH_OUTPUT``: over ``output_kill_bytes`` of stdout/stderr, killed;
+    - ``REPLY_TOO_LARGE``: a reply over ``max_result_bytes``, killed;
+    - ``ZYGOTE_LOST``: the zygote died during the run.
+    """
+
+    RETURNED = "returned"
+    IO_FAILED = "io_failed"
+    NO_FUNCTION = "no_function"
+    RAISED = "raised"
+    EXITED = "exited"
+    BAD_RESULT = "bad_result"
+    DIED = "died"
+    KILLED = "killed"
+    TOO_MANY_PROCESSES = "too_many_processes"
+    TOO_MUCH_OUTPUT = "too_much_output"
+    REPLY_TOO_LARGE = "reply_too_large"
+    ZYGOTE_LOST = "zygote_lost"
 
 
 class ChildSpec(msgspec.Struct, kw_only=True):
@@ -51,17 +88,14 @@ class ChildSpec(msgspec.Struct, kw_only=True):
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The child's answer.
 
-    ``ok``: ``result`` is the function's dict, already encoded. Otherwise
-    ``kind`` says what went wrong: ``io`` (the run could not be read),
-    ``invalid`` (no such function), ``raised`` (the script raised),
-    ``exit`` (it called ``sys.exit``; ``exit_code``), ``bad_result`` (the
-    return value is not a JSON dict or is too large). ``message`` describes
-    it; ``traceback`` is the script's, runner frames left out.
+    ``end``: how the run ended, one of the ``RunEnd`` values a child says.
+    ``RETURNED``: ``result`` is the function's dict, already encoded.
+    Otherwise ``message`` describes what went wrong (with ``exit_code``
+    for ``EXITED``); ``traceback`` is the script's, runner frames left out.
     """
 
-    ok: bool
+    end: RunEnd = RunEnd.RETURNED
     result: msgspec.Raw = msgspec.Raw(b"null")  # msgspec decodes no Raw | None union
-    kind: ReplyKind = ""
     message: str = ""
     traceback: str = ""
     exit_code: int | None = None
@@ -96,8 +130,8 @@ class Fork(msgspec.Struct, tag="fork"):
     count: int = 1
 
 
-class Started(msgspec.Struct, tag="started"):
-    """host -> zygote: child ``pid`` got its spec (its processes are counted
+class SpecTaken(msgspec.Struct, tag="spec_taken"):
+    """host -> zygote: child ``pid`` took its spec (its processes are counted
     from now on); fork another child to take its place if ``replace``."""
 
     pid: int
@@ -118,19 +152,17 @@ class Ready(msgspec.Struct, tag="ready"):
     pid: int
 
 
-ExitReason = Literal["", "processes", "killed", "zygote"]
-
-
 class Exited(msgspec.Struct, tag="exited"):
     """zygote -> host: child ``pid`` ended and was reaped, and every process
     it started is dead. ``returncode`` as in ``subprocess`` (negative: the
-    signal that ended it). ``reason``: ``processes`` (it had more than
-    ``max_processes`` alive), ``killed`` (the host asked), ``zygote`` (the
-    zygote is gone, ``returncode`` unknown), or empty (it ended itself)."""
+    signal that ended it). ``killed_for``: why bridgehost killed it, if it
+    did: ``TOO_MANY_PROCESSES``, ``KILLED`` (the host asked),
+    ``ZYGOTE_LOST`` (set by the host: the zygote is gone, ``returncode``
+    unknown); ``None``: it ended itself."""
 
     pid: int
     returncode: int
-    reason: ExitReason = ""
+    killed_for: RunEnd | None = None
 
 
 class Failed(msgspec.Struct, tag="failed"):
@@ -141,5 +173,5 @@ class Failed(msgspec.Struct, tag="failed"):
     message: str
 
 
-ToZygote = Fork | Started | Kill
+ToZygote = Fork | SpecTaken | Kill
 FromZygote = Ready | Exited | Failed

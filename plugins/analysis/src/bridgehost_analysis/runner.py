@@ -29,10 +29,11 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
+from bridgehost_analysis.proc import kill_group
 from bridgehost_analysis.protocol import (
     REPLY_HEADER,
     ChildSpec,
@@ -43,7 +44,8 @@ from bridgehost_analysis.protocol import (
     Kill,
     Limits,
     Ready,
-    Started,
+    RunEnd,
+    SpecTaken,
 )
 
 # Numeric libraries start a thread pool per core at import, each reserving
@@ -66,27 +68,26 @@ _decode = msgspec.json.Decoder(FromZygote).decode
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger(__name__)
 
-Reason = Literal["", "processes", "killed", "zygote", "output"]
-
 
 class ZygoteFailed(RuntimeError):
     """The zygote could not start or died; the message says why."""
 
 
 @dataclass(frozen=True)
-class Finished:
-    """What a child left: its reply bytes (``None`` if it wrote none, or too
-    many: ``overflow``), its return code (negative: killed by that signal;
-    0 when the reply came whole, as its exit is not waited for), the tail
-    of its stdout/stderr, and ``reason`` if the runner killed it:
-    ``processes`` (over ``max_processes``), ``output`` (over
-    ``output_limit_bytes``), ``zygote`` (the zygote died)."""
+class RunLeftovers:
+    """What a run's child left: its reply bytes (``None`` if it wrote none,
+    or too many), its return code (negative: killed by that signal; 0 when
+    the reply came whole, as its exit is not waited for), the tail of its
+    stdout/stderr, and ``killed_for`` if bridgehost killed it:
+    ``REPLY_TOO_LARGE`` (over ``max_result_bytes``), ``TOO_MUCH_OUTPUT``
+    (over ``output_kill_bytes``), ``TOO_MANY_PROCESSES`` (over
+    ``max_processes``), ``KILLED`` (the host asked), ``ZYGOTE_LOST`` (the
+    zygote died)."""
 
     reply: bytes | None
     returncode: int
     output: str
-    overflow: bool = False
-    reason: Reason = ""
+    killed_for: RunEnd | None = None
 
 
 @dataclass
@@ -102,8 +103,8 @@ class _Child:
             self.output_fd = -1
 
 
-class Zygote:
-    """The host's side of one zygote process: its control socket, the
+class ZygoteHandle:
+    """The host's side of one zygote process (``ZygoteProcess``): its control socket, the
     children waiting for a spec, the runs going on.
 
     ``prefork`` children wait ahead of demand; each ``run`` takes one and,
@@ -165,14 +166,14 @@ class Zygote:
             await self.stop()
             raise
 
-    async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
+    async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers:
         """Run ``spec`` in the next waiting child and wait for its reply, or
         for its end if it sends none.
 
         The reply channel is read up to ``spec.max_result_bytes`` plus
-        ``REPLY_OVERHEAD`` bytes, the output up to ``output_limit_bytes``;
+        ``REPLY_OVERHEAD`` bytes, the output up to ``output_kill_bytes``;
         beyond either the child is killed. At most the last
-        ``max_output_bytes`` of the output are kept. Raises ``ZygoteFailed``
+        ``output_kept_bytes`` of the output are kept. Raises ``ZygoteFailed``
         if the zygote is gone. Cancellation kills the run's processes,
         waits for the zygote to reap them, and propagates.
 
@@ -189,31 +190,35 @@ class Zygote:
             if not exited.done():
                 self._send(Kill(child.pid))
 
-        output = _Output(max_output_bytes, output_limit_bytes, kill)
-        reply = _Reply(msgspec.json.encode(spec), spec.max_result_bytes + REPLY_OVERHEAD, kill)
+        output = _Output(output_kept_bytes, output_kill_bytes, kill)
+        channel = _ChildChannel(msgspec.json.encode(spec), spec.max_result_bytes + REPLY_OVERHEAD, kill)
         pipe = os.fdopen(child.output_fd, "rb", buffering=0)  # owns the fd from here on
         child.output_fd = -1
         channels: list[asyncio.BaseTransport | io.RawIOBase] = [pipe, child.reply]
-        finished: Finished | None = None
+        leftovers: RunLeftovers | None = None
         try:
             channels.append((await loop.connect_read_pipe(lambda: output, pipe))[0])
-            channels.append((await loop.connect_accepted_socket(lambda: reply, child.reply))[0])
-            self._send(Started(child.pid, replace=not self.single_use))  # after the spec: its fork can wait
-            await asyncio.wait([reply.whole, exited], return_when=asyncio.FIRST_COMPLETED)
-            if reply.whole.done():
+            channels.append((await loop.connect_accepted_socket(lambda: channel, child.reply))[0])
+            self._send(SpecTaken(child.pid, replace=not self.single_use))  # after the spec: its fork can wait
+            await asyncio.wait([channel.whole, exited], return_when=asyncio.FIRST_COMPLETED)
+            if channel.whole.done():
                 self._early_deaths = 0
                 output.drain(pipe)  # the child wrote its output before its reply
-                finished = Finished(reply.body(), 0, output.text())
+                leftovers = RunLeftovers(channel.body(), 0, output.text())
             else:
                 ended = exited.result()
                 # Every process that held the channels is dead: their ends come at once.
-                await asyncio.wait([output.done, reply.done], timeout=_DRAIN_S)
-                reason: Reason = "output" if output.limited else ended.reason
-                finished = Finished(reply.body(), ended.returncode, output.text(), reply.overflow, reason)
-            return finished
+                await asyncio.wait([output.done, channel.done], timeout=_DRAIN_S)
+                killed_for = (
+                    RunEnd.REPLY_TOO_LARGE if channel.overflow
+                    else RunEnd.TOO_MUCH_OUTPUT if output.limited
+                    else ended.killed_for
+                )
+                leftovers = RunLeftovers(channel.body(), ended.returncode, output.text(), killed_for)
+            return leftovers
         finally:
-            cleanup = self._end(child.pid, exited, channels, wait_s=_REAP_S if finished else 0.0)
-            if finished is None:  # failed or cancelled: the run's processes die before we go on
+            cleanup = self._end(child.pid, exited, channels, wait_s=_REAP_S if leftovers else 0.0)
+            if leftovers is None:  # failed or cancelled: the run's processes die before we go on
                 await cleanup
             else:
                 task = asyncio.ensure_future(cleanup)
@@ -249,7 +254,7 @@ class Zygote:
         try:
             await asyncio.wait_for(self.proc.wait(), _REAP_S)
         except TimeoutError:
-            _kill_group(self.proc.pid)
+            kill_group(self.proc.pid)
             await self.proc.wait()
 
     async def _take(self) -> _Child:
@@ -349,9 +354,9 @@ class Zygote:
         while self.ready:
             self.ready.popleft().close()
         for pid, future in self.running.items():
-            _kill_group(pid)  # its PDEATHSIG killed the child; this catches what stayed in its group
+            kill_group(pid)  # its PDEATHSIG killed the child; this catches what stayed in its group
             if not future.done():
-                future.set_result(Exited(pid, -signal.SIGKILL, "zygote"))
+                future.set_result(Exited(pid, -signal.SIGKILL, RunEnd.ZYGOTE_LOST))
         self.running.clear()
 
     def _send(self, message: msgspec.Struct) -> None:
@@ -367,7 +372,7 @@ class ZygoteRunner:
     def __init__(self, limits: Limits, *, prefork: int):
         self.limits = limits
         self.prefork = prefork
-        self.zygote: Zygote | None = None
+        self.zygote: ZygoteHandle | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -377,20 +382,20 @@ class ZygoteRunner:
             if self.zygote is not None:
                 log.warning("analysis zygote (pid %s) is gone: starting a new one", self.zygote.pid)
                 await self.zygote.stop()
-            zygote = Zygote(self.limits, prefork=self.prefork)
+            zygote = ZygoteHandle(self.limits, prefork=self.prefork)
             await zygote.start()
             self.zygote = zygote
 
-    async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
-        """``Zygote.run`` on the zygote, started again first if it is gone.
+    async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers:
+        """``ZygoteHandle.run`` on the zygote, started again first if it is gone.
         If it dies before a child took the spec, the run goes to the next
-        zygote; if it dies during the run, ``reason`` says so."""
+        zygote; if it dies during the run, ``killed_for`` says so."""
         for attempt in (1, 2):
             await self.start()
             assert self.zygote is not None
             try:
                 return await self.zygote.run(
-                    spec, max_output_bytes=max_output_bytes, output_limit_bytes=output_limit_bytes
+                    spec, output_kept_bytes=output_kept_bytes, output_kill_bytes=output_kill_bytes
                 )
             except ZygoteFailed:  # only before a child has the spec: nothing ran
                 if attempt == 2:
@@ -413,11 +418,11 @@ class SubprocessRunner:
     async def start(self) -> None:
         pass
 
-    async def run(self, spec: ChildSpec, *, max_output_bytes: int, output_limit_bytes: int) -> Finished:
-        zygote = Zygote(self.limits, prefork=1, single_use=True)
+    async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers:
+        zygote = ZygoteHandle(self.limits, prefork=1, single_use=True)
         await zygote.start()
         try:
-            return await zygote.run(spec, max_output_bytes=max_output_bytes, output_limit_bytes=output_limit_bytes)
+            return await zygote.run(spec, output_kept_bytes=output_kept_bytes, output_kill_bytes=output_kill_bytes)
         finally:
             await zygote.stop()
 
@@ -428,15 +433,9 @@ class SubprocessRunner:
 Runner = ZygoteRunner | SubprocessRunner
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL the process group ``pgid`` (one this package created); a
-    group that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-class _Reply(asyncio.Protocol):
-    """Writes the spec, then reads the length-prefixed reply. ``whole``:
+class _ChildChannel(asyncio.Protocol):
+    """The reply socket of one child: writes the spec, then reads the
+    length-prefixed reply. ``whole``:
     the reply is in; ``done``: the child's end closed. A reply declared or
     sent beyond ``cap`` bytes is dropped and ``on_overflow`` called."""
 

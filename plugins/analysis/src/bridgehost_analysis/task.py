@@ -23,7 +23,7 @@ import logging
 import signal
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from bridgehost.config import TaskConfig
@@ -35,8 +35,8 @@ from bridgehost.validation import validation_issue
 from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
 from bridgehost_analysis.hookspecs import ANALYSES, NamedAnalysis
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
-from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply
-from bridgehost_analysis.runner import Finished, Runner, SubprocessRunner, ZygoteRunner
+from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply, RunEnd
+from bridgehost_analysis.runner import RunLeftovers, Runner, SubprocessRunner, ZygoteRunner
 
 MiB = 1 << 20
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     ``concurrency`` and ``queue_size`` of every task:
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "max_output_bytes": "output_kept_bytes",
+        "output_limit_bytes": "output_kill_bytes",
+    }
     datastore: str = "./datastore"
     """The datastore folder (``scripts/``, ``results/``); a relative path is
     relative to the config file's folder. The seed's ``datastore_directory``."""
@@ -62,8 +66,9 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     """Merge a successful result into the run's saved results (``results.json``)."""
     max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * MiB
     """The largest result, as JSON bytes; a bigger one is a CRASH."""
-    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
-    """How much of the end of the script's stdout/stderr is kept for errors."""
+    output_kept_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
+    """How much of the end of the script's stdout/stderr is kept, for error
+    messages and the host's DEBUG log (was ``max_output_bytes``)."""
     raw_data: RawData = "lists"
     """How traces arrive in ``ctx["raw_data"]``: ``lists`` of floats (as the
     seed's scripts expect), numpy ``arrays`` (faster for long traces) or
@@ -87,9 +92,9 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     """RLIMIT_NPROC of the child: the kernel refuses a fork once the *user*
     has this many processes (all of them, not only this run's); root is
     exempt. Absent: not set."""
-    output_limit_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MiB
+    output_kill_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MiB
     """The most a run may write to stdout/stderr in all; beyond, it is
-    killed (CRASH)."""
+    killed (CRASH) (was ``output_limit_bytes``)."""
     analysis: str | None = None
     """Run this registered analysis (``register_analyses``) for every
     request; requests then name only the run. Checked when the host is built."""
@@ -115,14 +120,15 @@ class AnalysisRequest(msgspec.Struct, kw_only=True):
 
 _FIELDS = ("script", "analysis", "function", "project_id", "definition_id", "run_id", "custom_params", "raw_data")
 _REQUIRED = ("project_id", "definition_id", "run_id")
-_WHAT = ("script", "analysis", "function")  # what to run: from the request, or fixed by the task's config
+_TARGET_FIELDS = ("script", "analysis", "function")  # what to run: from the request, or set by the task's config
 
 
-def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
+def parse_request(params: Any, *, configured_target: str = "") -> AnalysisRequest:
     """Validate a request's ``data``. Raises ``InvalidRequest`` naming the
-    unknown, missing or mistyped fields and invalid ids. ``fixed`` describes
-    what the task's config runs; then the request must not name a script,
-    analysis or function, else it must name one script or one analysis."""
+    unknown, missing or mistyped fields and invalid ids. ``configured_target``
+    describes what the task's config runs (``"the script 'a.py'"``); then the
+    request must not name a script, analysis or function, else it must name
+    one script or one analysis."""
     if not isinstance(params, dict):
         raise InvalidRequest(f"the request data must be an object with the fields {', '.join(_FIELDS)}")
     unknown = sorted(set(params) - set(_FIELDS))
@@ -130,13 +136,13 @@ def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
         raise InvalidRequest(
             f"unknown request field(s): {', '.join(map(repr, unknown))}; the request takes: {', '.join(_FIELDS)}"
         )
-    named = [f for f in _WHAT if params.get(f) is not None]
-    if fixed and named:
+    named = [f for f in _TARGET_FIELDS if params.get(f) is not None]
+    if configured_target and named:
         raise InvalidRequest(
-            f"this task runs {fixed}, set in its config: leave {', '.join(map(repr, named))} out of the request"
+            f"this task runs {configured_target}, set in its config: leave {', '.join(map(repr, named))} out of the request"
         )
     missing = [f for f in _REQUIRED if f not in params]
-    if not fixed and "script" not in named and "analysis" not in named:
+    if not configured_target and "script" not in named and "analysis" not in named:
         missing.insert(0, "script")
     if missing:
         hint = " (name a script, or a registered analysis with 'analysis')" if missing[0] == "script" else ""
@@ -149,8 +155,8 @@ def parse_request(params: Any, *, fixed: str = "") -> AnalysisRequest:
         request = msgspec.convert(params, AnalysisRequest)
     except msgspec.ValidationError as e:
         issue = validation_issue(e)
-        what = issue.expected.replace(" | null", "")  # null means "not given": no need to offer it
-        raise InvalidRequest(f"request field {issue.key!r}: {what}") from None
+        expected = issue.expected.replace(" | null", "")  # null means "not given": no need to offer it
+        raise InvalidRequest(f"request field {issue.key!r}: {expected}") from None
     try:
         for field in ("project_id", "definition_id", "run_id"):
             check_id(field, getattr(request, field))
@@ -196,7 +202,8 @@ class AnalysisTask:
         )
         plugins = getattr(host, "plugins", None)
         self.analyses: Catalog[NamedAnalysis] = plugins.catalog(ANALYSES) if plugins is not None else Catalog(ANALYSES)
-        self.fixed = ""
+        self.configured_target = ""
+        """What the config makes every request run (``"the script 'a.py'"``), or empty."""
         if config.analysis is not None and config.script is not None:
             raise InvalidField("analysis", "give 'analysis' or 'script', not both")
         if config.function is not None and config.script is None:
@@ -204,13 +211,13 @@ class AnalysisTask:
         check_function(config.function, lambda m: InvalidField("function", m))
         if config.analysis is not None:
             self._analysis_target(config.analysis, lambda m, h: InvalidField("analysis", m, h))
-            self.fixed = f"the analysis {config.analysis!r}"
+            self.configured_target = f"the analysis {config.analysis!r}"
         if config.script is not None:
             try:
                 self.store.script_path(config.script)
             except InvalidScript as e:
                 raise InvalidField("script", str(e)) from None
-            self.fixed = f"the script {config.script!r}"
+            self.configured_target = f"the script {config.script!r}"
 
     def _analysis_target(self, name: str, error: Any) -> str:
         """The ``"module:qualname"`` registered as analysis ``name``; else
@@ -224,7 +231,7 @@ class AnalysisTask:
         """Warnings for ``bridgehost check``: what would make requests fail
         now but may be fixed without changing the config."""
         warnings = []
-        if not self.fixed and not self.store.scripts_dir.is_dir():
+        if not self.configured_target and not self.store.scripts_dir.is_dir():
             warnings.append(f"scripts folder {self.store.scripts_dir} does not exist: script requests will be rejected")
         if not self.store.results_dir.is_dir():
             warnings.append(f"results folder {self.store.results_dir} does not exist: no run has been saved yet")
@@ -248,8 +255,8 @@ class AnalysisTask:
         dict; ``data`` holds ``traceback`` and ``output`` where known).
         Cancellation (the host's timeout) kills the child's process group.
         """
-        request = parse_request(job.params, fixed=self.fixed)
-        what = self._resolve(request)
+        request = parse_request(job.params, configured_target=self.configured_target)
+        target = self._resolve(request)
         run = self.store.run(request.project_id, request.definition_id, request.run_id)
         if not run.exists():
             raise IOFailure(
@@ -258,19 +265,19 @@ class AnalysisTask:
             )
         spec = ChildSpec(
             root=str(self.store.root.resolve()),
-            **what,
+            **target,
             custom_params=request.custom_params,
             raw_data=request.raw_data or self.config.raw_data,
             max_result_bytes=self.config.max_result_bytes,
             **run.ids,
         )
         job.log.info("running %s:%s on %s/%s/%s", spec.script, spec.function, *run.ids.values())
-        finished = await self.runner.run(
-            spec, max_output_bytes=self.config.max_output_bytes, output_limit_bytes=self.config.output_limit_bytes
+        leftovers = await self.runner.run(
+            spec, output_kept_bytes=self.config.output_kept_bytes, output_kill_bytes=self.config.output_kill_bytes
         )
-        if finished.output:
-            job.log.debug("script output:\n%s", finished.output)
-        result = self._interpret(finished, spec)
+        if leftovers.output:
+            job.log.debug("script output:\n%s", leftovers.output)
+        result = self._interpret(leftovers, spec)
         if self.config.save_results:
             try:
                 # A thread: fsync may take a while, the event loop must not wait for it.
@@ -299,55 +306,55 @@ class AnalysisTask:
         function = self.config.function or request.function or "calculate_results"
         return {"script": name, "script_path": str(path), "function": function}
 
-    def _interpret(self, finished: Finished, spec: ChildSpec) -> dict[str, Any]:
+    def _interpret(self, leftovers: RunLeftovers, spec: ChildSpec) -> dict[str, Any]:
+        """The function's dict, or the error for how the run ended (``RunEnd``)."""
         label = f"{spec.script}:{spec.function}"
-        data = {"output": finished.output} if finished.output else {}
-        if finished.overflow:
-            raise TaskCrashed(f"{label} {_KILLED['overflow'].format_map(self._settings)}", data)
-        if finished.reason in _KILLED:
-            raise TaskCrashed(f"{label} {_KILLED[finished.reason].format_map(self._settings)}", data)
-        if finished.reply is None:
-            raise TaskCrashed(f"{label} {_death(finished.returncode, self.config)}", data)
+        data = {"output": leftovers.output} if leftovers.output else {}
+        if leftovers.killed_for is not None:
+            raise TaskCrashed(f"{label} {_KILLED[leftovers.killed_for].format_map(self._settings)}", data)
+        if leftovers.reply is None:
+            raise TaskCrashed(f"{label} {_death(leftovers.returncode, self.config)}", data)
         try:
-            reply = msgspec.json.decode(finished.reply, type=Reply)
+            reply = msgspec.json.decode(leftovers.reply, type=Reply)
         except msgspec.DecodeError as e:
             message = f"{label} sent an unreadable reply ({e}); this is a bug of bridgehost-analysis, please report it"
             raise TaskCrashed(message, data) from None
-        if reply.ok:
+        if reply.end is RunEnd.RETURNED:
             return msgspec.json.decode(reply.result)
         if reply.traceback:
             data["traceback"] = reply.traceback
-        if reply.kind == "io":
+        if reply.end is RunEnd.IO_FAILED:
             raise IOFailure(reply.message, data)
-        if reply.kind == "invalid":
+        if reply.end is RunEnd.NO_FUNCTION:
             raise InvalidRequest(reply.message, data)
-        if reply.kind == "exit":
+        if reply.end is RunEnd.EXITED:
             raise TaskCrashed(
                 f"{label} exited with code {reply.exit_code} (sys.exit) before returning a result; "
                 "return a dict instead of exiting",
                 data,
             )
-        if reply.kind == "raised":
+        if reply.end is RunEnd.RAISED:
             hint = "see the traceback; fix the script or the run's data"
             if reply.out_of_memory:
                 limit = self.config.memory_limit_mb
                 hint = "it ran out of memory" + (f" under memory_limit_mb ({limit})" if limit else "")
             raise TaskCrashed(f"{label} raised {reply.message} ({hint})", data)
-        raise TaskCrashed(f"{label}: {reply.message}", data)
+        raise TaskCrashed(f"{label}: {reply.message}", data)  # BAD_RESULT
 
 
 _KILLED = {
-    "overflow": "sent more than max_result_bytes ({max_result_bytes}) and was killed: "
+    RunEnd.REPLY_TOO_LARGE: "sent more than max_result_bytes ({max_result_bytes}) and was killed: "
     "return less, or raise max_result_bytes in the task's config",
-    "processes": "had more than max_processes ({max_processes}) processes alive at once and was killed "
-    "with all of them (a fork bomb?): start fewer, or raise max_processes",
-    "output": "wrote more than output_limit_bytes ({output_limit_bytes}) to stdout/stderr and was killed: "
-    "print less, or raise output_limit_bytes",
-    "zygote": "was lost: the analysis zygote process died during the run (see the host's log); "
+    RunEnd.TOO_MANY_PROCESSES: "had more than max_processes ({max_processes}) processes alive at once and was "
+    "killed with all of them (a fork bomb?): start fewer, or raise max_processes",
+    RunEnd.TOO_MUCH_OUTPUT: "wrote more than output_kill_bytes ({output_kill_bytes}) to stdout/stderr and was "
+    "killed: print less, or raise output_kill_bytes",
+    RunEnd.KILLED: "was killed by the host before returning a result",
+    RunEnd.ZYGOTE_LOST: "was lost: the analysis zygote process died during the run (see the host's log); "
     "the next request starts a new one",
 }
-"""Why the runner killed a run (``Finished.overflow``, ``Finished.reason``),
-as the end of a sentence; ``{key}`` is the task's setting."""
+"""Why bridgehost killed a run (``RunLeftovers.killed_for``), as the end of
+a sentence; ``{key}`` is the task's setting."""
 _NATIVE = "a crash in native code (a C extension or ctypes); the output shows the Python stack"
 _SIGNAL_HINTS = {
     signal.SIGSEGV: _NATIVE,

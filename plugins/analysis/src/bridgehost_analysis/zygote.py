@@ -26,8 +26,8 @@ The zygote owns every process of every run:
   ``WATCH_S`` and kills a run with more than ``max_processes``: a bound on
   fork bombs that holds for root too, which RLIMIT_NPROC does not.
 
-Descendants are found through ``/proc/<pid>/task/<tid>/children`` (Linux
-3.5+, proc(5)). Linux only.
+The process helpers (prctl, names, trees) are in ``bridgehost_analysis.proc``.
+Linux only.
 """
 
 from __future__ import annotations
@@ -40,65 +40,29 @@ import select
 import signal
 import socket
 import sys
-from collections.abc import Iterable
 
 import msgspec
 
 from bridgehost_analysis import child
-from bridgehost_analysis.protocol import Exited, ExitReason, Failed, Fork, Kill, Limits, Ready, Started, ToZygote
+from bridgehost_analysis.proc import (
+    PR_SET_CHILD_SUBREAPER,
+    ZYGOTE_NAME,
+    children_of,
+    count_tree,
+    malloc_trim,
+    prctl,
+    set_name,
+    stop_and_kill,
+)
+from bridgehost_analysis.protocol import Exited, Failed, Fork, Kill, Limits, Ready, RunEnd, SpecTaken, ToZygote
 
 WATCH_S = 0.02
 """How often the processes of running children are counted."""
-PR_SET_CHILD_SUBREAPER = 36
 _decode_command = msgspec.json.Decoder(ToZygote).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def children_of(pid: int) -> list[int]:
-    """The pids of ``pid``'s children (of all its threads); ``[]`` if it is gone."""
-    found: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found.extend(map(int, f.read().split()))
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass  # it, or that thread, just ended; or it is not ours to look at
-    return found
-
-
-def count_tree(pid: int) -> int:
-    """How many processes the tree under ``pid`` holds, ``pid`` included."""
-    count, stack = 0, [pid]
-    while stack:
-        count += 1
-        stack.extend(children_of(stack.pop()))
-    return count
-
-
-def stop_and_kill(roots: Iterable[int]) -> set[int]:
-    """SIGKILL ``roots`` and all their descendants, freezing each with
-    SIGSTOP before reading its children; returns the pids signalled."""
-    seen: set[int] = set()
-    pending = list(roots)
-    while pending:
-        while pending:
-            pid = pending.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):  # e.g. a setuid program
-                os.kill(pid, signal.SIGSTOP)
-            pending.extend(children_of(pid))
-        # A process may have forked before its SIGSTOP landed, or been
-        # re-parented under one already seen: look again until nothing is new.
-        pending = [c for pid in seen for c in children_of(pid) if c not in seen]
-    for pid in seen:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return seen
-
-
-class Zygote:
+class ZygoteProcess:
     """The zygote's state and loop; see the module doc."""
 
     def __init__(self, control: socket.socket, limits: Limits):
@@ -106,7 +70,7 @@ class Zygote:
         self.limits = limits
         self.pid = os.getpid()
         self.idle: set[int] = set()
-        self.running: dict[int, ExitReason] = {}  # pid -> why the zygote killed it, if it did
+        self.running: dict[int, RunEnd | None] = {}  # pid -> why the zygote killed it, if it did
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -147,15 +111,15 @@ class Zygote:
         if isinstance(command, Fork):
             for _ in range(command.count):
                 self._fork()
-        elif isinstance(command, Started):
+        elif isinstance(command, SpecTaken):
             if command.pid in self.idle:
                 self.idle.discard(command.pid)
-                self.running[command.pid] = ""
+                self.running[command.pid] = None
             if command.replace:
                 self._fork()
         elif isinstance(command, Kill):
             if command.pid in self.running or command.pid in self.idle:
-                self.running[command.pid] = self.running.get(command.pid) or "killed"
+                self.running[command.pid] = self.running.get(command.pid) or RunEnd.KILLED
                 stop_and_kill([command.pid])
         return True
 
@@ -204,8 +168,8 @@ class Zygote:
             _, status = os.waitpid(pid, 0)
             if ours:
                 self.idle.discard(pid)
-                reason = self.running.pop(pid, "")
-                self._send(Exited(pid, os.waitstatus_to_exitcode(status), reason))
+                killed_for = self.running.pop(pid, None)
+                self._send(Exited(pid, os.waitstatus_to_exitcode(status), killed_for))
 
     def _sweep(self) -> None:
         """Kill and reap every child of the zygote that it did not fork:
@@ -217,9 +181,9 @@ class Zygote:
                     os.waitpid(pid, 0)
 
     def _watch(self) -> None:
-        for pid, reason in list(self.running.items()):
-            if not reason and count_tree(pid) > self.limits.max_processes:
-                self.running[pid] = "processes"
+        for pid, killed_for in list(self.running.items()):
+            if killed_for is None and count_tree(pid) > self.limits.max_processes:
+                self.running[pid] = RunEnd.TOO_MANY_PROCESSES
                 stop_and_kill([pid])
 
     def _send(self, message: msgspec.Struct) -> None:
@@ -258,18 +222,18 @@ def main(argv: list[str]) -> int:
     # Objects the preload made go to the collector's permanent generation: a
     # child's collections then leave them alone instead of writing to (and so
     # copying) every page of the shared heap (the gc.freeze docs).
-    child.set_name(child.ZYGOTE_NAME)
+    set_name(ZYGOTE_NAME)
     gc.disable()  # nor does the zygote's own collector touch them; each child enables it
     gc.collect()
     gc.freeze()
     # Give the heap's free pages back: a fork copies the page tables of every
     # resident page (with numpy 19 -> 16 MB, fork 0.9 -> 0.7 ms here). glibc only.
-    malloc_trim = getattr(child._libc, "malloc_trim", None)
-    if malloc_trim is not None:
-        malloc_trim(0)
-    if child._libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        return _fail(control, "prctl(PR_SET_CHILD_SUBREAPER) failed: the zygote needs Linux 3.4 or later")
-    Zygote(control, limits).serve()
+    malloc_trim()
+    try:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except OSError as e:
+        return _fail(control, f"prctl(PR_SET_CHILD_SUBREAPER) failed ({e.strerror}): the zygote needs Linux 3.4 or later")
+    ZygoteProcess(control, limits).serve()
     return 0
 
 
