@@ -1,5 +1,5 @@
-"""The steps of examples/steps/prep.toml, written as the seed's processes
-(shared/seeds/automancer-processes.txt)."""
+"""The steps of examples/steps/prep.toml, written as Automancer's processes
+(https://github.com/slietar/automancer, "Developing processes")."""
 
 import asyncio
 import time

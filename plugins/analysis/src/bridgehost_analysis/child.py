@@ -7,7 +7,7 @@ applies the task's resource limits, and then waits for its ``ChildSpec`` on
 the reply socket. It builds ``ctx`` from the datastore, imports the script
 under a unique module name, calls the function, checks the value, sends one
 ``Reply`` and exits, so no module or global state of a script outlives its
-run (the seed's "clean slate on every single run"): the next run is a new
+run (AutoCore's "clean slate on every single run"): the next run is a new
 fork of the clean zygote.
 """
 

@@ -1,8 +1,7 @@
 """The datastore: analysis scripts and the saved data of test runs.
 
 Layout (reference: ``docs/datastore.md``; the ``scripts/`` and ``results/``
-folders and the contents of a run come from the seed
-``autocore-python-analysis.txt``)::
+folders and the contents of a run come from AutoCore's manual, "Python Analysis Integration")::
 
     <root>/
       scripts/<name>.py                          analysis scripts
@@ -344,7 +343,7 @@ class Run:
         """Save the trace ``name``: one ``.npy`` file per channel.
 
         ``channels`` are 1-D sequences of equal length (numpy arrays or lists
-        of numbers), e.g. ``set_raw_trace(t=t, force=force)``, the seed's
+        of numbers), e.g. ``set_raw_trace(t=t, force=force)``, AutoCore's
         ``set_raw_trace(&trace_t, &trace_force)``. float32/float64 arrays are
         kept as they are; ints and bools are stored as float64. The trace is
         replaced as a whole: channels of an earlier save that are not given
@@ -434,7 +433,7 @@ class Run:
     ) -> dict[str, Any]:
         """The ``ctx`` dict an analysis function receives.
 
-        The seed's keys, in its order: ``project``, ``configuration``,
+        AutoCore's keys, in its order: ``project``, ``configuration``,
         ``results``, ``cycle_history``, ``raw_data``, ``run_id``,
         ``custom_params``; then ``project_id`` and ``definition_id``.
         Raises ``RunNotFound``, ``CorruptData`` or ``OSError``.

@@ -1,7 +1,7 @@
-"""``bridgehost demo traction``: the seed's workflow end to end, with no set-up.
+"""``bridgehost demo traction``: AutoCore's analysis workflow end to end, with no set-up.
 
 It does what the AutoCore control program and autocore-python do together
-(seed ``autocore-python-analysis.txt``): write a traction test run into a
+(AutoCore's manual, "Python Analysis Integration"): write a traction test run into a
 datastore (in a temporary folder), start a host with the ``zmq`` transport
 and trigger and the ``analysis`` task on a free loopback port, send
 ``python.run_analysis`` over a real ZeroMQ DEALER socket, and print the

@@ -1,5 +1,5 @@
 """The bridgehost plugin: registers the ``analysis`` task kind and the
-``traction.max_force`` analysis (the seed's traction script, by name)."""
+``traction.max_force`` analysis (AutoCore's example traction script, by name)."""
 
 from __future__ import annotations
 
@@ -37,13 +37,13 @@ def register_analyses(registry: PluginCatalog[NamedAnalysis]) -> None:
     registry.add(
         "traction.max_force",
         "bridgehost_analysis.traction.scripts.analyze_traction:calculate_results",
-        summary="the seed's traction analysis: max_force and avg_force of the run's force trace",
+        summary="AutoCore's example traction analysis: max_force and avg_force of the run's force trace",
     )
 
 
 @hookimpl
 def register_demos(registry: PluginRegistry) -> None:
-    registry.add("traction", _traction_demo, summary="the seed's traction analysis over ZeroMQ, on generated data")
+    registry.add("traction", _traction_demo, summary="AutoCore's example traction analysis over ZeroMQ, on generated data")
 
 
 def _traction_demo() -> int:

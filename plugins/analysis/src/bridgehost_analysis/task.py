@@ -1,6 +1,6 @@
-"""The ``analysis`` task: the seed's "pure calculator".
+"""The ``analysis`` task: AutoCore's "pure calculator".
 
-A request (seed ``autocore-python-analysis.txt``, ``python.run_analysis``)::
+A request (AutoCore's manual, "Python Analysis Integration", ``python.run_analysis``)::
 
     {"script": "analyze_traction.py", "function": "calculate_results",
      "project_id": "...", "definition_id": "...", "run_id": "...",
@@ -55,7 +55,7 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     }
     datastore: str = "./datastore"
     """The datastore folder (``scripts/``, ``results/``); a relative path is
-    relative to the config file's folder. The seed's ``datastore_directory``."""
+    relative to the config file's folder. AutoCore's ``datastore_directory``."""
     memory_limit_mb: Annotated[int, msgspec.Meta(ge=64)] | None = 2048
     """RLIMIT_AS of the child, in MiB: address space, not resident memory.
     Python with numpy needs about 100 (with one BLAS thread). ``None`` (from
@@ -70,8 +70,8 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     """How much of the end of the script's stdout/stderr is kept, for error
     messages and the host's DEBUG log (was ``max_output_bytes``)."""
     raw_data: RawData = "lists"
-    """How traces arrive in ``ctx["raw_data"]``: ``lists`` of floats (as the
-    seed's scripts expect), numpy ``arrays`` (faster for long traces) or
+    """How traces arrive in ``ctx["raw_data"]``: ``lists`` of floats (as
+    AutoCore's scripts expect), numpy ``arrays`` (faster for long traces) or
     read-only numpy memory maps of the ``.npy`` files (``mmap``: nothing is
     read until the script touches it). A request may ask for another."""
     runner: Literal["zygote", "subprocess"] = "zygote"

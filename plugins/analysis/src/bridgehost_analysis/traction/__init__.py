@@ -1,7 +1,7 @@
 """A realistic traction test for demos, examples and tests.
 
-``scripts/analyze_traction.py`` beside this file is the seed's example
-script (``autocore-python-analysis.txt``) word for word; it is the one copy,
+``scripts/analyze_traction.py`` beside this file is the example script of
+AutoCore's manual, "Python Analysis Integration", word for word; it is the one copy,
 which ``generate_run`` installs into a datastore and which
 ``examples/traction/datastore/scripts`` links to.
 """
@@ -38,7 +38,7 @@ def generate_run(
     ``ids``, ``path``, ``store.root`` and ``request(SCRIPT)`` (the request
     data to analyse it) are what a demo needs.
 
-    The run holds what the seed's control program saves: ``project``
+    The run holds what AutoCore's control program saves: ``project``
     (customer, operator), ``configuration`` (``control_load`` in N, ``speed``
     in mm/s), ``results`` (``test_duration_s``), a cycle history of
     ``cycles`` cycles (``cycle_index`` from 1, ``actual_load`` N,
