@@ -8,11 +8,11 @@ import asyncio
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from bridgehost.jobs import Job, Request
+from bridgehost.testing import build_host
 from bridgehost_analysis.datastore import Datastore, Run
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 
@@ -55,12 +55,11 @@ def script(store: Datastore) -> Callable[[str, str], str]:
 @pytest.fixture
 def make_task(tmp_path: Path) -> Callable[..., AnalysisTask]:
     """``make_task(**config)``: an AnalysisTask on ``tmp_path/datastore``,
-    given as a path relative to a stand-in host's ``config.base_dir``."""
+    given as a path relative to an idle host's config folder."""
 
     def make(**config: Any) -> AnalysisTask:
         cfg = AnalysisTaskConfig(kind="analysis", name=TASK, datastore="./datastore", **config)
-        host = SimpleNamespace(config=SimpleNamespace(base_dir=tmp_path))
-        return AnalysisTask(cfg, host)
+        return AnalysisTask(cfg, build_host("", tmp_path, load=["analysis"])[0])
 
     return make
 

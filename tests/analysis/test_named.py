@@ -9,11 +9,10 @@ import resource
 import sys
 import textwrap
 import tomllib
-from types import SimpleNamespace
 
 import pytest
 from bridgehost import hookimpl
-from bridgehost.config import parse_config
+from bridgehost.config import Config, parse_config
 from bridgehost.errors import ConfigError, InvalidRequest, TaskCrashed
 from bridgehost.host import Host
 from bridgehost.plugins import load_plugins
@@ -77,7 +76,7 @@ def plugins(named_module):
 def named_task(tmp_path, plugins):
     def make(**config) -> AnalysisTask:
         cfg = AnalysisTaskConfig(kind="analysis", name="t", datastore="./datastore", **config)
-        return AnalysisTask(cfg, SimpleNamespace(config=SimpleNamespace(base_dir=tmp_path), plugins=plugins))
+        return AnalysisTask(cfg, Host(Config(source=str(tmp_path / "host.toml")), plugins))
 
     return make
 

@@ -324,3 +324,30 @@ def test_a_flood_of_busy_answers_is_one_log_line_with_its_count(make_host, targe
     busy_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("BUSY")]
     assert len(busy_lines) == 1, busy_lines[:3]
     assert "499 more line(s) of cause" in caplog.text  # flushed at stop: nothing goes uncounted
+
+
+def test_paths_resolve_against_the_config_file_folder(tmp_path):
+    from bridgehost.config import Config
+    from bridgehost.host import Host
+    from bridgehost.plugins import load_plugins
+
+    host = Host(Config(source=str(tmp_path / "rig" / "host.toml")), load_plugins(load=[], kinds=()))
+    assert host.path("./datastore") == tmp_path / "rig" / "datastore"
+    assert host.path("/srv/data") == tmp_path.anchor / __import__("pathlib").Path("srv/data")
+    assert host.path("~/keys").parts[-1] == "keys" and "~" not in str(host.path("~/keys"))
+
+
+def test_each_plugin_state_class_has_one_instance_per_host(tmp_path):
+    from bridgehost.config import Config
+    from bridgehost.host import Host
+    from bridgehost.plugins import load_plugins
+
+    class Counters:
+        def __init__(self, host):
+            self.host, self.count = host, 0
+
+    plugins = load_plugins(load=[], kinds=())
+    first, second = Host(Config(), plugins), Host(Config(), plugins)
+    first.plugin_state(Counters).count += 1
+    assert first.plugin_state(Counters).count == 1 and first.plugin_state(Counters).host is first
+    assert second.plugin_state(Counters).count == 0

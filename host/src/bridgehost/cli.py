@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-import msgspec
 
 import bridgehost
 from bridgehost import logs
+from bridgehost.commands import CommandRegistry
 from bridgehost.config import Config, LogLevel, load
 from bridgehost.errors import BridgehostError, ConfigError
 from bridgehost.host import Host, StartError
@@ -27,9 +27,7 @@ from bridgehost.logs import LogFormat
 from bridgehost.plugins import load_plugins
 from bridgehost.registry import Kind
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 _ORDER = (Kind.TRANSPORT, Kind.TRIGGER, Kind.TASK, Kind.WATCHDOG)  # as a config file lists them
-ENDPOINT_ENV = "BRIDGEHOST_ENDPOINT"
 
 
 def configure_logging(args: argparse.Namespace, config: Config) -> None:
@@ -111,44 +109,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_call(args: argparse.Namespace) -> int:
-    try:
-        from bridgehost_ipc.client import Client, SendQueueFull
-    except ImportError:
-        print("bridgehost call needs bridgehost-ipc: pip install bridgehost-ipc", file=sys.stderr)
-        return 2
-    try:
-        data = json.loads(args.data) if args.data is not None else {}
-    except json.JSONDecodeError as e:
-        print(f"bridgehost call: DATA is not valid JSON ({e}); quote it, e.g. '{{\"run_id\": \"r1\"}}'", file=sys.stderr)
-        return 2
-    endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV) or _endpoint_from(args.config) or DEFAULT_ENDPOINT
-    try:
-        client = Client(endpoint, curve_server_key=args.curve_server_key, curve_client_key=args.curve_client_key)
-    except ValueError as e:  # an endpoint or CURVE key file that cannot be used
-        print(f"bridgehost call: {e}", file=sys.stderr)
-        return 2
-    with client:
-        try:
-            response = client.call(args.topic, data, timeout_s=args.timeout)
-        except (TimeoutError, SendQueueFull) as e:
-            print(f"bridgehost call: {e}", file=sys.stderr)
-            return 1
-    print(msgspec.json.format(msgspec.json.encode(response), indent=2).decode())
-    return 0 if response.success else 1
-
-
-def _endpoint_from(path: str | None) -> str | None:
-    if not path:
-        return None
-    config, _ = load(path)
-    for transport in config.transports:
-        endpoint = getattr(transport, "endpoint", None)
-        if transport.kind == "zmq" and endpoint:
-            return endpoint
-    return None
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     registry = load_plugins().registry(Kind.DEMO)
     if args.list:
@@ -159,7 +119,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(entry.factory() or 0)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: CommandRegistry | None = None) -> argparse.ArgumentParser:
+    """The ``bridgehost`` parser: the core's commands, then ``commands``
+    (what plugins added through ``register_commands``)."""
     parser = argparse.ArgumentParser(
         prog="bridgehost", description="Run Python logic beside a control system, safely."
     )
@@ -185,25 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--traceback", action="store_true", help="show the traceback of each load failure")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("call", help="send one request to a running host over ZeroMQ and print the response")
-    p.add_argument("topic", help="the task name, e.g. python.run_analysis")
-    p.add_argument("data", nargs="?", help="request data as a JSON object (default {})")
-    p.add_argument("--endpoint", help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV}, --config's, else {DEFAULT_ENDPOINT})")
-    p.add_argument("--config", help="take the endpoint from this config's zmq transport")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the response (default 30)")
-    p.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the host's public certificate (docs/security.md)")
-    p.add_argument("--curve-client-key", metavar="FILE", help="CURVE: this client's certificate with its secret key")
-    p.set_defaults(func=cmd_call)
-
     p = sub.add_parser("demo", help="run a self-contained demo (default: traction)")
     p.add_argument("name", nargs="?", default="traction", help="which demo (default traction)")
     p.add_argument("--list", action="store_true", help="list the demos the installed plugins provide")
     p.set_defaults(func=cmd_demo)
+
+    for command in commands if commands is not None else ():
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        if command.configure is not None:
+            command.configure(p)
+        p.set_defaults(func=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Plugins are selected by the environment here: argv is parsed before any
+    # config is read. No registry is filled, so no component's code is imported.
+    args = build_parser(load_plugins(kinds=()).commands).parse_args(argv)
     if args.command != "run":
         logs.configure(args.log_level or "WARNING", format=args.log_format or "human")
     try:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from bridgehost.commands import PluginCommands
     from bridgehost.host import Host
     from bridgehost.jobs import Job, JobEvent, Outcome
     from bridgehost.metrics import Metrics
@@ -83,6 +84,22 @@ def register_demos(registry: PluginRegistry) -> None:
 
     Call ``registry.add(name, function, summary="...")``; ``function()`` takes
     no arguments, runs the demo end to end and returns a process exit code.
+    """
+
+
+@hookspec
+def register_commands(commands: PluginCommands) -> None:
+    """Add ``bridgehost`` sub-commands (argparse, as tox 4's ``tox_add_option``,
+    https://tox.wiki/en/latest/plugins.html).
+
+    Call ``commands.add(name, run, configure=fn, help="...")``: ``configure(parser)``
+    adds the command's arguments to its ``argparse.ArgumentParser``;
+    ``run(args) -> int`` handles it and returns the exit code. ``run`` may
+    raise ``bridgehost.errors.ConfigError`` (printed, exit 2) or another
+    ``BridgehostError`` (printed, exit 1). ``bridgehost --help`` builds every
+    command's parser, so import heavy dependencies inside ``run`` only.
+    Raises ``ValueError`` for a name the core or another plugin has, which
+    records this plugin as failed (``bridgehost plugins``).
     """
 
 

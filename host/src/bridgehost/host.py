@@ -23,7 +23,8 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from bridgehost.components import Checkable, Runnable
 from bridgehost.config import ComponentConfig, Config, TaskConfig, load
@@ -46,6 +47,7 @@ from bridgehost.status import (
 from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -111,6 +113,7 @@ class Host:
         """The last few jobs that ended other than SUCCESS, newest last."""
         self._started_mono = 0.0
         self._stop_requested: asyncio.Event | None = None
+        self._plugin_states: dict[type, Any] = {}
         self._signals = 0
         self._liveness_task: asyncio.Task[None] | None = None
 
@@ -166,6 +169,22 @@ class Host:
             if isinstance(component.impl, Checkable):
                 found.extend(f"{component.label}: {warning}" for warning in component.impl.check())
         return found
+
+    def path(self, value: str | os.PathLike[str]) -> Path:
+        """A path from the config (``~`` expanded) made absolute against the
+        config file's folder, so a deployment moves as one folder. Builds no
+        file and checks nothing."""
+        return self.config.base_dir / Path(value).expanduser()
+
+    def plugin_state(self, cls: type[S]) -> S:
+        """The one ``cls`` instance of this host: a plugin's own state (a
+        controller, a catalog, counters), created as ``cls(host)`` on first
+        use. Keyed by the class, so plugins never collide and nothing is
+        set on the host's attributes."""
+        state = self._plugin_states.get(cls)
+        if state is None:
+            state = self._plugin_states[cls] = cls(self)  # type: ignore[call-arg]
+        return state  # type: ignore[no-any-return]
 
     def task_names(self) -> list[str]:
         """The configured task names, which requests select."""

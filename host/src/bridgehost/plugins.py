@@ -23,7 +23,7 @@ import importlib
 import logging
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from bridgehost import hookspecs
+from bridgehost.commands import CommandRegistry
 from bridgehost.registry import CATALOG_ATTRIBUTE, Catalog, CatalogSpec, Kind, PluginFailure, Registry
 
 T = TypeVar("T")
@@ -70,6 +71,8 @@ class Plugins:
     infos: dict[str, PluginInfo]
     catalogs: dict[str, Catalog[Any]] = field(default_factory=dict)
     """The catalogs plugins declared (``CatalogSpec``), by hook name."""
+    commands: CommandRegistry = field(default_factory=CommandRegistry)
+    """The ``bridgehost`` sub-commands plugins added (``register_commands``)."""
 
     @property
     def hook(self) -> Any:
@@ -99,6 +102,7 @@ def load_plugins(
     load: list[str] | None = None,
     disable: list[str] | None = None,
     extra: list[tuple[str, ModuleType | object]] | None = None,
+    kinds: Iterable[Kind] = tuple(Kind),
 ) -> Plugins:
     """Import the plugins of the ``bridgehost`` entry-point group and fill
     the registries and catalogs.
@@ -107,7 +111,10 @@ def load_plugins(
     environment variables override them. ``extra`` adds plugin modules that
     are not installed as distributions (tests, embedding), as (name, plugin):
     a module or any object with hookimpl-marked methods, as pluggy allows.
-    Never raises for a broken plugin: see ``Plugins.failures``.
+    ``kinds`` limits which registries are filled: the CLI fills none before
+    it parses argv, so ``bridgehost --help`` imports no component's code.
+    Commands (``register_commands``) are always collected. Never raises
+    for a broken plugin: see ``Plugins.failures``.
 
     In three passes, as pytest loads its plugins: import every plugin; let
     each add its hookspecs (``add_hookspecs``), so every hook is known
@@ -170,9 +177,13 @@ def load_plugins(
                 _record(failures, infos[impl.plugin_name], error)
                 pm.unregister(name=impl.plugin_name)
 
+    commands = CommandRegistry()
+    _fill(pm, "register_commands", "command", commands.for_plugin, commands.names, failures, infos, argname="commands")
     registries = {kind: Registry(kind, failures=failures) for kind in Kind}
+    wanted = set(kinds)
     for kind, registry in registries.items():
-        _fill(pm, kind.hook, kind.value, registry.for_plugin, registry.names, failures, infos)
+        if kind in wanted:
+            _fill(pm, kind.hook, kind.value, registry.for_plugin, registry.names, failures, infos)
     catalogs: dict[str, Catalog[Any]] = {}
     for caller in list(vars(pm.hook).values()):
         spec = getattr(caller.spec.function, CATALOG_ATTRIBUTE, None) if getattr(caller, "spec", None) else None
@@ -181,16 +192,16 @@ def load_plugins(
             _fill(pm, caller.name, spec.what, catalog.for_plugin, catalog.names, failures, infos)
     # A broken plugin provides nothing: not what it half-registered before
     # raising, nor what it registered for earlier kinds.
-    for registry in registries.values():
-        for name in [n for n, e in registry.entries.items() if e.plugin in failures]:
-            del registry.entries[name]
+    for entries in [commands.commands, *(r.entries for r in registries.values())]:
+        for name in [n for n, e in entries.items() if e.plugin in failures]:
+            del entries[name]
     for catalog in catalogs.values():
         for plugin_name in failures:
             catalog.remove_plugin(plugin_name)
     for info in infos.values():
         if info.name in failures:
             info.kinds = {}
-    return Plugins(pm, registries, failures, infos, catalogs)
+    return Plugins(pm, registries, failures, infos, catalogs, commands)
 
 
 def _check_hookimpls(pm: pluggy.PluginManager, plugin: object) -> None:
@@ -221,8 +232,10 @@ def _fill(
     names: Callable[[], list[str]],
     failures: dict[str, PluginFailure],
     infos: dict[str, PluginInfo],
+    argname: str = "registry",
 ) -> None:
-    """Call every plugin's ``hook(registry=view(plugin))``, each on its own:
+    """Call every plugin's ``hook(registry=view(plugin))`` (``argname`` names
+    the argument), each on its own:
     one that raises is recorded as a failure and unregistered. What each
     adds is listed in its ``PluginInfo.kinds[label]``."""
     for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -230,7 +243,7 @@ def _fill(
             continue
         before = set(names())
         try:
-            impl.function(registry=view(impl.plugin_name))
+            impl.function(**{argname: view(impl.plugin_name)})
         except Exception as e:
             _record(failures, infos[impl.plugin_name], e)
             pm.unregister(name=impl.plugin_name)

@@ -9,7 +9,6 @@ import pluggy
 from bridgehost import hookimpl
 
 from bridgehost_analysis import hookspecs
-from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 
 if TYPE_CHECKING:
     from bridgehost.registry import PluginCatalog, PluginRegistry
@@ -24,6 +23,8 @@ def add_hookspecs(pm: pluggy.PluginManager) -> None:
 
 @hookimpl
 def register_tasks(registry: PluginRegistry) -> None:
+    from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig  # not at import: bridgehost --help
+
     registry.add(
         "analysis",
         AnalysisTask,

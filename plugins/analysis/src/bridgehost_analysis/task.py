@@ -21,9 +21,8 @@ import asyncio
 import keyword
 import logging
 import signal
-from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
 from bridgehost.config import TaskConfig
@@ -37,6 +36,9 @@ from bridgehost_analysis.hookspecs import ANALYSES, NamedAnalysis
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply, RunEnd
 from bridgehost_analysis.runner import RunLeftovers, Runner, SubprocessRunner, ZygoteRunner
+
+if TYPE_CHECKING:
+    from bridgehost.host import Host
 
 MiB = 1 << 20
 log = logging.getLogger(__name__)
@@ -176,17 +178,15 @@ def check_function(function: str | None, error: Callable[[str], Exception]) -> N
 class AnalysisTask:
     """Runs analysis requests against one datastore (``factory(config, host)``).
 
-    ``host`` needs ``host.config.base_dir`` (a ``pathlib.Path``) to resolve a
-    relative ``datastore``; ``None`` resolves against the working directory.
-    Registered analyses come from ``host.plugins`` (none without it). Raises
+    A relative ``datastore`` is resolved by ``host.path`` (against the
+    config file's folder). Registered analyses come from ``host.plugins``. Raises
     ``InvalidField`` for a configured ``analysis`` nobody registered or a
     configured ``script`` that is not in ``scripts/``.
     """
 
-    def __init__(self, config: AnalysisTaskConfig, host: Any = None):
+    def __init__(self, config: AnalysisTaskConfig, host: Host):
         self.config = config
-        base = getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd()
-        self.store = Datastore(Path(base) / Path(config.datastore).expanduser())
+        self.store = Datastore(host.path(config.datastore))
         self._settings = msgspec.structs.asdict(config)
         limits = Limits(
             memory_limit_mb=config.memory_limit_mb,
@@ -200,8 +200,7 @@ class AnalysisTask:
             if config.runner == "zygote"
             else SubprocessRunner(limits)
         )
-        plugins = getattr(host, "plugins", None)
-        self.analyses: Catalog[NamedAnalysis] = plugins.catalog(ANALYSES) if plugins is not None else Catalog(ANALYSES)
+        self.analyses: Catalog[NamedAnalysis] = host.plugins.catalog(ANALYSES)
         self.configured_target = ""
         """What the config makes every request run (``"the script 'a.py'"``), or empty."""
         if config.analysis is not None and config.script is not None:

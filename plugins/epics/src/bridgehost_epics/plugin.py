@@ -1,5 +1,8 @@
 """The bridgehost plugin: the ``pva`` transport, the ``epics`` trigger, the
-``epics-heartbeat`` watchdog and the ``epics`` demo."""
+``epics-heartbeat`` watchdog and the ``epics`` demo.
+
+Each hook imports its component, so loading the plugin (``bridgehost
+--help``) does not import p4p."""
 
 from __future__ import annotations
 
@@ -7,28 +10,30 @@ from typing import TYPE_CHECKING
 
 from bridgehost import hookimpl
 
-from bridgehost_epics.heartbeat import Heartbeat, HeartbeatConfig
-from bridgehost_epics.transport import PvaTransport, PvaTransportConfig
-from bridgehost_epics.trigger import EpicsTrigger, EpicsTriggerConfig
-
 if TYPE_CHECKING:
     from bridgehost.registry import Registry
 
 
 @hookimpl
 def register_transports(registry: Registry) -> None:
+    from bridgehost_epics.transport import PvaTransport, PvaTransportConfig
+
     registry.add("pva", PvaTransport, config=PvaTransportConfig,
                  summary="PV Access client settings; serve = true serves the standard records itself")
 
 
 @hookimpl
 def register_triggers(registry: Registry) -> None:
+    from bridgehost_epics.trigger import EpicsTrigger, EpicsTriggerConfig
+
     registry.add("epics", EpicsTrigger, config=EpicsTriggerConfig,
                  summary="each put of 1 to <prefix>Trigger runs a task; TaskStatus, TaskDuration, Busy")
 
 
 @hookimpl
 def register_watchdogs(registry: Registry) -> None:
+    from bridgehost_epics.heartbeat import Heartbeat, HeartbeatConfig
+
     registry.add("epics-heartbeat", Heartbeat, config=HeartbeatConfig,
                  summary="toggles <prefix>Heartbeat while the loop advances; exits 1 when stuck")
 

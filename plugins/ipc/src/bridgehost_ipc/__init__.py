@@ -10,8 +10,24 @@
 Protocol reference: ``docs/ipc-protocol.md``.
 """
 
-from bridgehost_ipc.client import Client, SendQueueFull
-from bridgehost_ipc.security import CurveError
-from bridgehost_ipc.protocol import CommandMessage, MessageType, ProtocolError
+from typing import TYPE_CHECKING
 
-__all__ = ["Client", "CommandMessage", "CurveError", "MessageType", "ProtocolError", "SendQueueFull"]
+from bridgehost.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from bridgehost_ipc.client import Client, SendQueueFull
+    from bridgehost_ipc.protocol import CommandMessage, MessageType, ProtocolError
+    from bridgehost_ipc.security import CurveError
+
+# Resolved on first use (PEP 562), so importing a submodule such as the
+# protocol or the plugin does not import pyzmq.
+_EXPORTS = {
+    "Client": "bridgehost_ipc.client",
+    "SendQueueFull": "bridgehost_ipc.client",
+    "CurveError": "bridgehost_ipc.security",
+    "CommandMessage": "bridgehost_ipc.protocol",
+    "MessageType": "bridgehost_ipc.protocol",
+    "ProtocolError": "bridgehost_ipc.protocol",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

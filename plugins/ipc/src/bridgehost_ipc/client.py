@@ -33,6 +33,7 @@ import msgspec
 import zmq
 
 from bridgehost_ipc.protocol import (
+    DEFAULT_ENDPOINT,
     MAX_TOPIC_LENGTH,
     MAX_TRANSACTION_ID,
     CommandMessage,
@@ -49,8 +50,6 @@ _READY_TRY_S = 0.5
 before the host binds may lose the first."""
 
 __all__ = ["DEFAULT_ENDPOINT", "Client", "CommandMessage", "CurveError", "SendQueueFull"]
-
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
 log = logging.getLogger("bridgehost.ipc.client")
 

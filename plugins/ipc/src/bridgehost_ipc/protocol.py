@@ -22,6 +22,9 @@ from bridgehost.jobs import Status, now_ms
 from bridgehost.text import cut_middle
 from bridgehost.validation import validation_issue
 
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+"""Where clients connect when nothing else is said (the example configs bind it)."""
+
 PROTOCOL_VERSION = 1
 """Bumped on an incompatible change of the wire format; ``host.ping`` reports it."""
 

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bridgehost
@@ -119,12 +118,11 @@ class ZmqTransport:
 
     def __init__(self, config: ZmqTransportConfig, host: Host):
         check_endpoint(config.endpoint)
-        base = Path(getattr(getattr(host, "config", None), "base_dir", None) or Path.cwd())
         self.config = config
         self.host = host
         self.name = config.name or config.kind
         self.endpoint = config.endpoint
-        self.curve = server_curve(config.curve_secret_key, config.curve_authorized_keys, base, self.name)
+        self.curve = server_curve(config.curve_secret_key, config.curve_authorized_keys, host.config.base_dir, self.name)
         self.lines = RateLimitedLog(log)
         """Repeated warnings (bad messages, BUSY, a peer not reading): one line per cause per 10 s."""
         self.routes: TopicRoutes[Handler] = TopicRoutes()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from bridgehost import hookimpl
 
 from bridgehost_steps import hookspecs
-from bridgehost_steps.task import SequenceTask, SequenceTaskConfig, StepTask, StepTaskConfig
 
 
 @hookimpl
@@ -16,6 +15,8 @@ def add_hookspecs(pm):
 
 @hookimpl
 def register_tasks(registry):
+    from bridgehost_steps.task import SequenceTask, SequenceTaskConfig, StepTask, StepTaskConfig  # not at import
+
     registry.add(
         "step",
         StepTask,
