@@ -18,6 +18,7 @@ import msgspec
 import pytest
 import zmq
 
+from bridgehost.config import Config
 from bridgehost.errors import JobError
 from bridgehost.jobs import Outcome, Request, Status
 from bridgehost_ipc.client import Client
@@ -94,7 +95,7 @@ class FakeHost:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.transports: dict[str, Any] = {}
-        self.config = types.SimpleNamespace(source="test.toml")
+        self.config = Config(source="test.toml")
         self.gate = Gate(loop)
         self.submitted: list[Request] = []
         self.refused: list[Any] = []  # what the transport refused itself, by cause (Host.note_refusal)
