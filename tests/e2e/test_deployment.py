@@ -13,6 +13,16 @@ import psutil
 from bridgehost_analysis.traction import SCRIPT
 from bridgehost_ipc.client import Client
 
+ZMQ_SERVED = """
+[[transports]]
+kind = "zmq"
+endpoint = "{endpoint}"
+
+[[triggers]]
+kind = "zmq"
+"""
+"""The start of a config whose tasks are requested over ZeroMQ."""
+
 def expected(run):
     force = np.load(run.path / "traces" / "trace" / "force.npy").astype(np.float64)
     return float(force.max()), math.fsum(force) / len(force)
@@ -163,14 +173,7 @@ def test_sighup_stops_the_host_like_sigterm_and_answers_the_request_in_flight(st
     config = """
 [host]
 shutdown_grace_s = 30
-
-[[transports]]
-kind = "zmq"
-endpoint = "{endpoint}"
-
-[[triggers]]
-kind = "zmq"
-
+""" + ZMQ_SERVED + """
 [[tasks]]
 name = "slow"
 kind = "callable"
@@ -192,3 +195,88 @@ target = "slow_task:run"
     assert host.proc.wait(timeout=20) == 0, host.output()
     assert response is not None and response.success and response.data == {"done": True}, host.output()
     assert "SIGHUP: stopping" in host.output()
+
+
+def test_requests_queued_by_a_client_that_disconnects_end_cancelled_and_never_run(start_host, tmp_path):
+    ran = tmp_path / "ran"
+    (tmp_path / "busy_task.py").write_text(
+        "import asyncio\n\n"
+        f"async def run(params):\n    with open({str(ran)!r}, 'a') as f:\n        f.write(f\"{{params['n']}}\\n\")\n"
+        "    await asyncio.sleep(params.get('s', 1.0))\n    return params\n"
+    )
+    config = ZMQ_SERVED + """
+[[tasks]]
+name = "busy"
+kind = "callable"
+target = "busy_task:run"
+concurrency = 1
+queue_size = 16
+"""
+    host = start_host(config, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    leaving = Client(host.endpoint)
+    for n in range(5):
+        leaving.send("busy", {"n": n})
+    deadline = time.monotonic() + 20
+    while not ran.exists():
+        assert time.monotonic() < deadline, host.output()
+        time.sleep(0.02)
+    leaving.close()  # the first runs; four wait in the queue
+    deadline = time.monotonic() + 20
+    while host.output().count("cancelled: the request was withdrawn before it started") < 4:
+        assert time.monotonic() < deadline, host.output()
+        time.sleep(0.05)
+    with Client(host.endpoint) as client:  # runs right after the first: the queue holds nothing else
+        assert client.call("busy", {"n": 5, "s": 0}, timeout_s=20).success
+    assert ran.read_text().split() == ["0", "5"]
+
+
+CHAIN_SCRIPT = """
+import json, time
+
+import zmq
+
+
+def calculate_results(ctx):
+    params = ctx["custom_params"]
+    with open(params["log"], "a") as f:
+        f.write("ran\\n")
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(params["endpoint"])
+    request = {"transaction_id": 1, "timecode": 0, "topic": "python.run_analysis", "message_type": "request",
+               "data": params["again"]}
+    sock.send(json.dumps(request).encode())
+    sock.recv()  # waits for its own request, which waits for this run: only the timeout ends it
+"""
+
+
+def test_a_self_request_chain_ends_with_the_first_timeout(start_host, traction_run, tmp_path):
+    """A script that asks its own host to run itself, then waits: when its run
+    ends TIMEOUT its connection closes, and its queued request is withdrawn
+    (CANCELLED, never run) instead of starting the next link of the chain."""
+    (traction_run.store.root / "scripts" / "chain.py").write_text(CHAIN_SCRIPT)
+    host = start_host(ANALYSIS_DEPLOYMENT_ONE_SLOT)
+    log = tmp_path / "chain.log"
+    link = {"log": str(log), "endpoint": host.endpoint}
+    second = traction_run.request("chain.py", custom_params=link)  # would write "ran" a second time
+    first = traction_run.request("chain.py", custom_params={**link, "again": second})
+    with Client(host.endpoint) as client:
+        response = client.call("python.run_analysis", first, timeout_s=30)
+        assert response.data["status"] == "TIMEOUT", response
+        deadline = time.monotonic() + 15
+        while "cancelled: the request was withdrawn before it started" not in host.output():
+            assert time.monotonic() < deadline, host.output()
+            time.sleep(0.05)
+        ok = client.call("python.run_analysis", traction_run.request(SCRIPT), timeout_s=30)
+    assert ok.success, ok.error_message
+    assert log.read_text().count("ran") == 1
+    assert host.settled() == []
+
+
+ANALYSIS_DEPLOYMENT_ONE_SLOT = ZMQ_SERVED + """
+[[tasks]]
+name = "python.run_analysis"
+kind = "analysis"
+datastore = "{datastore}"
+timeout_s = 3
+concurrency = 1
+"""

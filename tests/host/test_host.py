@@ -351,3 +351,41 @@ def test_each_plugin_state_class_has_one_instance_per_host(tmp_path):
     first.plugin_state(Counters).count += 1
     assert first.plugin_state(Counters).count == 1 and first.plugin_state(Counters).host is first
     assert second.plugin_state(Counters).count == 0
+
+
+def test_a_withdrawn_request_never_starts_and_ends_cancelled(make_host, targets):
+    """Cancelling submit()'s future (a client that went away) withdraws a
+    queued job: CANCELLED through job_finished, never run; and ``wanted``
+    returning False withdraws it as it would start."""
+    finished, started = [], []
+
+    class Watch:
+        @hookimpl
+        def job_started(self, job):
+            started.append(job.params.get("n"))
+
+        @hookimpl
+        def job_finished(self, job, outcome):
+            finished.append((job.params.get("n"), outcome.status))
+
+    async def main():
+        targets.gate = asyncio.Event()
+        host = make_host(task("held", "held", queue_size=4), ("watch", Watch()))
+        await host.start()
+        running = host.submit(Request(task="held", params={"n": 0}))
+        withdrawn = host.submit(Request(task="held", params={"n": 1}))
+        unwanted = host.submit(Request(task="held", params={"n": 2}), wanted=lambda: False)
+        kept = host.submit(Request(task="held", params={"n": 3}), wanted=lambda: True)
+        await asyncio.sleep(0)
+        withdrawn.cancel()
+        await asyncio.sleep(0)
+        targets.gate.set()
+        outcomes = await asyncio.gather(running, unwanted, kept)
+        await host.stop()
+        return outcomes
+
+    outcomes = run(main())
+    assert [o.status for o in outcomes] == [Status.SUCCESS, Status.CANCELLED, Status.SUCCESS]
+    assert "withdrawn before it started" in outcomes[1].error
+    assert sorted(finished) == [(0, Status.SUCCESS), (1, Status.CANCELLED), (2, Status.CANCELLED), (3, Status.SUCCESS)]
+    assert started == [0, 3]

@@ -111,7 +111,7 @@ class FakeHost:
     def note_refusal(self, cause: Any) -> None:
         self.refused.append(cause)
 
-    def submit(self, request: Request) -> asyncio.Future[Outcome]:
+    def submit(self, request: Request, *, wanted: Callable[[], bool] | None = None) -> asyncio.Future[Outcome]:
         self.submitted.append(request)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         task = self.tasks.get(request.task)

@@ -4,6 +4,7 @@ serving."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from bridgehost_ipc.protocol import CommandMessage, MessageType
+from bridgehost_ipc.protocol import CommandMessage, MessageType, decode
 from bridgehost_ipc.transport import TransportError, ZmqTransport, ZmqTransportConfig
 
 
@@ -369,3 +370,50 @@ def test_floods_of_bad_frames_and_in_flight_busy_are_logged_rate_limited(make_ri
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "BUSY: busy:" in m]) == 1, messages[:5]
     assert len([m for m in messages if "bad message" in m]) == 1
+
+
+def test_a_client_that_never_reads_costs_at_most_its_queue_bound_and_nothing_once_gone(make_rig, frame):
+    """docs/ipc-protocol.md section 9, slow readers: the host keeps at most
+    peer_queue_bytes for a client that does not read (libzmq holds a few
+    messages more), drops and counts the rest, stands in short error
+    responses for dropped ones, and frees it all when the client goes."""
+    rig = make_rig(peer_queue_bytes=1 << 20, queue_bytes=4 << 20)
+    blob = "x" * 200_000
+    handled: list[int] = []
+
+    async def big(message):
+        handled.append(message.transaction_id)
+        return message.reply({"blob": blob})
+
+    rig.loop.call(rig.transport.add_handler, "x.big", big)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.RCVHWM, 1)  # set before connect: this client buffers next to nothing
+    sock.setsockopt(zmq.RCVBUF, 65536)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(rig.endpoint)
+    try:
+        count = 200  # 40 MB of responses
+        for tid in range(1, count + 1):
+            sock.send(frame(transaction_id=tid, topic="x.big"))
+        rig.wait_until(lambda: len(handled) == count and not rig.transport._in_flight, "every request handled")
+        outboxes = rig.transport.outboxes
+        assert outboxes.size <= (1 << 20) + 64 * 1024  # the bound, plus the headroom of the notices
+        assert outboxes.dropped > 100
+        # Reading now: each answer is the full response or a short error that says it was dropped.
+        sock.setsockopt(zmq.RCVTIMEO, 2000)
+        answers = []
+        with contextlib.suppress(zmq.Again):
+            while True:
+                answers.append(decode(sock.recv()))
+        full = [a for a in answers if a.success]
+        notices = [a for a in answers if not a.success]
+        assert full and all(a.data == {"blob": blob} for a in full)
+        assert notices and all("was dropped" in a.error_message and a.data["status"] == "CRASH" for a in notices)
+        assert len({a.transaction_id for a in answers}) == len(answers)  # never two answers for one request
+        for tid in range(count + 1, count + 40):  # not reading again: the queue fills up again
+            sock.send(frame(transaction_id=tid, topic="x.big"))
+        rig.wait_until(lambda: outboxes.size > 0, "responses wait for the client")
+    finally:
+        sock.close(linger=0)
+    connections = rig.transport.connections
+    rig.wait_until(lambda: outboxes.size == 0 and len(connections) == 0, "what waited for the client is freed when it goes")

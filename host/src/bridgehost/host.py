@@ -22,6 +22,7 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -298,15 +299,21 @@ class Host:
 
     # -- requests ----------------------------------------------------------
 
-    def submit(self, request: Request) -> asyncio.Future[Outcome]:
+    def submit(self, request: Request, *, wanted: Callable[[], bool] | None = None) -> asyncio.Future[Outcome]:
         """Hand a request to its task; call on the host's loop.
 
         Returns a future that always resolves to an ``Outcome``: the job's,
         or at once BUSY (the task's queue is full) or REJECTED (no such task,
         or the host is not running). Never raises for a bad request.
+        Cancelling the future withdraws the request (a trigger whose client
+        went away): a job still queued is never started and ends CANCELLED
+        (logged, ``job_finished``); a running job runs to its end.
+        ``wanted``, if given, is asked right before a queued job starts; False
+        withdraws it the same way (a client that left a moment ago).
         """
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         job = Job(request, emit=self._emit)
+        job.wanted = wanted
         if self.state is not HostState.RUNNING:
             self.settle(
                 job,
@@ -486,6 +493,7 @@ class TaskLane:
             self._start(job, future)
         elif len(self.waiting) < self.config.queue_size:
             self.waiting.append((job, future))
+            future.add_done_callback(lambda f: self._withdraw(job, f) if f.cancelled() else None)
             job.log.debug("queued (%d waiting)", len(self.waiting))
         else:
             self.host.settle(
@@ -506,8 +514,24 @@ class TaskLane:
     def _done(self, job_id: str) -> None:
         self.running.pop(job_id, None)
         self.jobs.pop(job_id, None)
-        if self.waiting and self.host.state is HostState.RUNNING:
-            self._start(*self.waiting.popleft())
+        while self.waiting and self.host.state is HostState.RUNNING:
+            job, future = self.waiting.popleft()
+            if future.cancelled() or (job.wanted is not None and not job.wanted()):
+                self._withdraw(job, future, queued=False)  # its requester left a moment ago
+                continue
+            self._start(job, future)
+            break
+
+    def _withdraw(self, job: Job, future: asyncio.Future[Outcome], *, queued: bool = True) -> None:
+        """The requester cancelled ``future`` (its client went away): a job
+        still waiting is never started and ends CANCELLED; a running one
+        runs to its end."""
+        if queued:
+            try:
+                self.waiting.remove((job, future))
+            except ValueError:
+                return  # already started, or already settled
+        self.host.settle(job, future, Status.CANCELLED, "cancelled: the request was withdrawn before it started")
 
     async def _execute(self, job: Job, future: asyncio.Future[Outcome]) -> None:
         current_job.set(job)  # this asyncio task's context: every log line of the job names it

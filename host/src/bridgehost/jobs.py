@@ -137,6 +137,8 @@ class Job:
         self.request = request
         self.id = request.id
         self.started_at: float | None = None  # time.monotonic() when it began running
+        self.wanted: Callable[[], bool] | None = None
+        """Asked before a queued job starts; False withdraws it (``Host.submit``)."""
         # One logger for all jobs: a logger per requested task name would be
         # cached forever, and requests may name any task.
         self.log = logging.LoggerAdapter(

@@ -17,8 +17,6 @@ Reference: ``docs/security.md``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import stat
@@ -32,7 +30,6 @@ from bridgehost.errors import InvalidField
 from bridgehost.logs import RateLimitedLog
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
-from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("bridgehost.ipc")
 
@@ -150,8 +147,12 @@ class _Authenticator(AsyncioAuthenticator):
 
 
 class ServerCurve:
-    """The CURVE side of one ROUTER: its keys, the ZAP handler and a monitor
-    that logs handshakes the ZAP handler never sees (a client without CURVE)."""
+    """The CURVE side of one ROUTER: its keys, the ZAP handler, and the
+    handshake failures the ZAP handler never sees (a client without CURVE),
+    which the transport's socket monitor hands to ``on_monitor_event``."""
+
+    MONITOR_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    """The socket monitor events (zmq_socket_monitor(3)) ``on_monitor_event`` reads."""
 
     def __init__(self, keys: CurveKeys, authorized: Path, count: int, transport_name: str):
         self.keys = keys
@@ -159,8 +160,6 @@ class ServerCurve:
         self.count = count
         self.refusals = RefusalLog(transport_name)
         self._auth: _Authenticator | None = None
-        self._monitor_task: asyncio.Task[None] | None = None
-        self._monitor: zmq.asyncio.Socket | None = None
 
     def apply(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
         """Before ``bind``: start the ZAP handler on ``ctx`` and make ``sock`` a CURVE server."""
@@ -170,28 +169,15 @@ class ServerCurve:
         sock.curve_secretkey = self.keys.secret
         sock.curve_publickey = self.keys.public
         sock.curve_server = True
-        # ZAP reports the refusals it decides (unknown key); these are the handshakes it never sees.
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        self._monitor_task = asyncio.create_task(self._watch(self._monitor), name="zmq-curve-monitor")
 
-    async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
-        while True:
-            try:
-                event = await recv_monitor_message(monitor)
-            except zmq.ZMQError:
-                return
-            why = _handshake_failure(event["event"], event["value"])
+    def on_monitor_event(self, event: int, value: int) -> None:
+        """A socket monitor event of the ROUTER: a failed handshake is a refusal."""
+        if event & self.MONITOR_EVENTS:
+            why = _handshake_failure(event, value)
             self.refusals.refused(why, why)  # a handful of fixed texts: each its own kind
 
     async def stop(self, sock: zmq.asyncio.Socket) -> None:
         """Before closing ``sock`` and terminating the context."""
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            await asyncio.gather(self._monitor_task, return_exceptions=True)
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disable_monitor()
-        if self._monitor is not None:
-            self._monitor.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
 

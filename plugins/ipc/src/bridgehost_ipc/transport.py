@@ -22,6 +22,8 @@ Wire format: ``docs/ipc-protocol.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,7 @@ import bridgehost
 import msgspec
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError
 from bridgehost.jobs import Status, now_ms
@@ -51,6 +54,7 @@ from bridgehost_ipc.protocol import (
     recover_ids,
     scan_transaction_id,
 )
+from bridgehost_ipc.peers import MONITOR_EVENTS, Connections, Outboxes
 from bridgehost_ipc.routing import TopicRoutes
 from bridgehost_ipc.security import secure_ipc_file, server_curve
 
@@ -58,6 +62,10 @@ if TYPE_CHECKING:
     from bridgehost.host import Host
 
 log = logging.getLogger("bridgehost.ipc")
+
+requester: contextvars.ContextVar[bytes] = contextvars.ContextVar("bridgehost_ipc_requester")
+"""The routing id of the client whose request the current handler task
+answers (set by the transport in each handler's own task)."""
 
 Handler = Callable[[CommandMessage], Awaitable[CommandMessage]]
 """``async handler(request) -> response``: build the response with
@@ -69,9 +77,20 @@ MiB = 2**20
 BACKSTOP_FACTOR = 4
 """libzmq's MAXMSGSIZE is this many times ``max_frame_bytes``: a frame
 between the two gets an error response, a larger one drops the connection."""
+LIBZMQ_SNDHWM = 8
+"""libzmq's send high-water mark per peer (ZMQ_SNDHWM, in messages; its
+default is 1000): what does not fit waits in the transport's own outbox,
+bounded in bytes (``peer_queue_bytes``, ``queue_bytes``)."""
+NOTICE_HEADROOM = 64 * 1024
+"""Bytes past the outbox bounds allowed for the short error responses that
+stand for dropped ones."""
 PREFIX_BYTES = 64
 """How much of a malformed frame a WARNING line shows."""
 _DRAIN_LIMIT = 10_000
+WATCH_S = 0.05
+"""How often the socket monitor is read when no message arrives, seconds."""
+GONE = "the client disconnected"
+"""The cancel message of a request whose client went away."""
 
 
 class ZmqTransportConfig(TransportConfig, kw_only=True):
@@ -85,6 +104,13 @@ class ZmqTransportConfig(TransportConfig, kw_only=True):
     response, one over ``4 x`` this is cut off by libzmq (the peer is disconnected)."""
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
     """Requests being handled at once; beyond it a request is answered BUSY at once."""
+    peer_queue_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**32)] = 8 * MiB
+    """Bytes of messages the host keeps for one client that does not read
+    them (beyond the ``LIBZMQ_SNDHWM`` messages libzmq holds); a response
+    past it is dropped and counted, and answered by a short error response
+    while those fit. A queue that is empty always takes one message."""
+    queue_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**34)] = 64 * MiB
+    """The same bound for all clients together."""
     peer_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     """A DEALER peer gets broadcasts while it has sent anything within this many seconds."""
     stop_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
@@ -131,6 +157,14 @@ class ZmqTransport:
         self._peers: dict[bytes, float] = {}  # DEALER peer routing id -> time.monotonic() last heard
         self._pruned_at = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._requests_of: dict[bytes, set[asyncio.Task[None]]] = {}  # routing id -> its requests in flight
+        self.connections = Connections()
+        """Which routing ids are still connected (socket monitor events)."""
+        self.outboxes = Outboxes(config.peer_queue_bytes, config.queue_bytes)
+        """Messages waiting for clients whose libzmq queue is full."""
+        self._flusher: asyncio.Task[None] | None = None
+        self._monitor: zmq.Socket | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._broadcast_seq = 0
         self._stopping = False
         self._ctx: zmq.asyncio.Context | None = None
@@ -174,8 +208,10 @@ class ZmqTransport:
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client reconnecting with its routing id takes it over
         sock.setsockopt(zmq.MAXMSGSIZE, BACKSTOP_FACTOR * self.config.max_frame_bytes)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, LIBZMQ_SNDHWM)
         if self.curve is not None:
             self.curve.apply(ctx, sock)
+        self._monitor = _monitor(ctx, sock, MONITOR_EVENTS | (self.curve.MONITOR_EVENTS if self.curve else 0))
         try:
             sock.bind(self.config.endpoint)
             self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -194,6 +230,7 @@ class ZmqTransport:
             ) from e
         self._ctx, self._socket, self._stopping = ctx, sock, False
         self._receiver = asyncio.create_task(self._receive_loop(), name=f"zmq-{self.name}-receive")
+        self._watcher = asyncio.create_task(self._watch_connections(), name=f"zmq-{self.name}-peers")
         if self.curve is not None:
             log.info(
                 "zmq transport %r: CURVE on, %d authorized key(s) in %s",
@@ -208,10 +245,20 @@ class ZmqTransport:
 
     async def _abandon(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
         """Undo a start that failed before the socket was in use."""
+        self._close_monitor(sock)
         if self.curve is not None:
             await self.curve.stop(sock)
         sock.close(linger=0)
         ctx.term()
+
+    def _close_monitor(self, sock: zmq.asyncio.Socket) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
 
     async def stop(self) -> None:
         """Stop receiving, finish and send in-flight responses, close.
@@ -241,6 +288,13 @@ class ZmqTransport:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=1.0)  # a handler that swallows the cancel is not waited for
+        deadline = time.monotonic() + timeout
+        while self.outboxes.size and time.monotonic() < deadline and await self._flush_once():
+            await asyncio.sleep(0.01)  # clients still reading get what waits for them
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.outboxes.clear()
+        self._close_monitor(sock)
         self._socket = self._ctx = None
         if self.curve is not None:
             await self.curve.stop(sock)
@@ -279,6 +333,9 @@ class ZmqTransport:
 
     async def _on_frames(self, frames: list[zmq.Frame]) -> None:
         identity = frames[0].bytes
+        self._read_monitor()  # an ACCEPTED for this message's connection is read before it is filed
+        with contextlib.suppress(zmq.ZMQError):
+            self.connections.heard(identity, frames[0].get(zmq.SRCFD))
         # REQ puts an empty delimiter before the payload; DEALER does not.
         # Either way the reply goes back with the same envelope.
         if len(frames) > 1 and len(frames[1]) == 0:
@@ -316,6 +373,60 @@ class ZmqTransport:
             await self._send_response(envelope, message, reply)
         else:
             await self._dispatch(envelope, message)
+
+    def _read_monitor(self) -> None:
+        """Apply the socket monitor's pending events (connections accepted
+        and closed, CURVE handshakes failed); never blocks."""
+        monitor = self._monitor
+        while monitor is not None:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.DONTWAIT))
+            except zmq.ZMQError:
+                return
+            if self.curve is not None:
+                self.curve.on_monitor_event(event["event"], event["value"])
+            gone = self.connections.event(event["event"], event["value"])
+            if gone:
+                self._gone(gone)
+
+    async def _watch_connections(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_S)
+            try:
+                self._read_monitor()
+            except Exception:  # a bug here must not stop the watching
+                log.exception("zmq transport %r: error reading socket monitor events", self.name)
+
+    def _gone(self, identities: list[bytes]) -> None:
+        """These peers disconnected: free what waits for them and withdraw
+        their requests still in flight (a job still queued for one of them
+        is never started: it ends CANCELLED)."""
+        for identity in identities:
+            self._peers.pop(identity, None)
+            unsent = self.outboxes.discard([identity])
+            withdrawn = [t for t in self._requests_of.pop(identity, ()) if not t.done()]
+            for task in withdrawn:
+                task.cancel(GONE)
+            if unsent or withdrawn:
+                self.lines.log(
+                    logging.INFO, "peer_gone",
+                    "zmq transport %r: peer %s disconnected: %d unsent message(s) dropped, %d request(s) withdrawn",
+                    self.name, identity.hex()[:16], unsent, len(withdrawn),
+                )
+
+    def _forget_request(self, identity: bytes, task: asyncio.Task[None]) -> None:
+        mine = self._requests_of.get(identity)
+        if mine is not None:
+            mine.discard(task)
+            if not mine:
+                del self._requests_of[identity]
+
+    def connected(self, identity: bytes) -> bool:
+        """Whether the client with routing id ``identity`` is still connected
+        (the socket monitor's events read first). A handler gets its
+        request's routing id from ``requester``."""
+        self._read_monitor()
+        return self.connections.connected(identity)
 
     def _heard(self, identity: bytes) -> None:
         """Note a DEALER peer; once per ``peer_ttl_s`` forget the silent ones,
@@ -382,15 +493,20 @@ class ZmqTransport:
             )
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+            mine = self._requests_of.setdefault(envelope[0], set())
+            mine.add(task)
+            task.add_done_callback(lambda t: self._forget_request(envelope[0], t))
 
     async def _handle(self, envelope: list[bytes], message: CommandMessage, handler: Handler) -> None:
+        requester.set(envelope[0])  # this request's task only: handlers read it, e.g. for connected()
         try:
             reply = await handler(message)
             if not isinstance(reply, CommandMessage):
                 raise TypeError(f"handler returned {type(reply).__name__}, expected a CommandMessage")
-        except asyncio.CancelledError:
-            reply = message.fail("cancelled: the host stopped before the request finished", status=Status.CANCELLED)
-            await self._send_response(envelope, message, reply)
+        except asyncio.CancelledError as e:
+            if e.args != (GONE,):  # nobody to answer when the client went away
+                reply = message.fail("cancelled: the host stopped before the request finished", status=Status.CANCELLED)
+                await self._send_response(envelope, message, reply)
             raise
         except Exception as e:
             log.exception("zmq transport %r: handler for topic %r raised", self.name, message.topic)
@@ -439,37 +555,107 @@ class ZmqTransport:
             )
             self.lines.log(logging.ERROR, "response_too_large", "zmq transport %r: %s", self.name, message)
             payload = encode(request.fail(message, status=Status.CRASH))
-        await self._send(envelope, payload, request.transaction_id)
+        await self._send(envelope, payload, request.transaction_id, request.topic)
 
-    async def _send(self, envelope: list[bytes], payload: bytes, tid: int) -> bool:
-        """Queue one message without ever blocking; False if it was dropped."""
+    async def _send(self, envelope: list[bytes], payload: bytes, tid: int, topic: str | None = None) -> bool:
+        """Send one message without ever blocking: to libzmq at once, else
+        into the peer's outbox (sent as the peer reads), else dropped.
+        ``topic``: the message is the response to a request on it, and a
+        dropped one is stood in for by a short error response. False if
+        it was dropped."""
         sock = self._socket
         if sock is None:
             log.warning("zmq transport %r: stopped; message for transaction id %d dropped", self.name, tid)
             return False
-        try:
-            # DONTWAIT: pyzmq resolves the send at once, so this await never suspends
-            await sock.send_multipart([*envelope, payload], flags=zmq.DONTWAIT)
-        except zmq.Again:
-            self.lines.warning(
-                "not_reading",
-                "zmq transport %r: peer %s is not reading (its queue is full); message for transaction id %d dropped",
-                self.name, envelope[0].hex()[:16], tid,
+        identity = envelope[0]
+        frames = [*envelope, payload]
+        if not self.outboxes.waiting(identity):  # else it goes after what waits, in order
+            try:
+                # DONTWAIT: pyzmq resolves the send at once, so this await never suspends
+                await sock.send_multipart(frames, flags=zmq.DONTWAIT)
+                return True
+            except zmq.Again:
+                pass  # libzmq holds LIBZMQ_SNDHWM messages for this peer already
+            except zmq.ZMQError as e:
+                self._send_failed(identity, e, tid)
+                return False
+        if self.outboxes.fits(identity, len(payload)):
+            self.outboxes.put(identity, frames, len(payload))
+            self._kick_flusher()
+            return True
+        self._drop(envelope, len(payload), tid, topic)
+        return False
+
+    def _drop(self, envelope: list[bytes], size: int, tid: int, topic: str | None) -> None:
+        identity = envelope[0]
+        self.outboxes.dropped += 1
+        why = (
+            f"peer {identity.hex()[:16]} is not reading: the messages waiting for it are over "
+            f"peer_queue_bytes ({self.config.peer_queue_bytes}) or all waiting messages over queue_bytes "
+            f"({self.config.queue_bytes})"
+        )
+        self.lines.warning(
+            "not_reading", "zmq transport %r: %s; message for transaction id %d (%d bytes) dropped (%d since start)",
+            self.name, why, tid, size, self.outboxes.dropped,
+        )
+        if topic is None:
+            return
+        notice = encode(
+            error_response(
+                tid, topic,
+                f"the response ({size} bytes) was dropped: this client had not read the responses before it; "
+                "read responses as they arrive",
+                status=Status.CRASH,
             )
-            return False
-        except zmq.ZMQError as e:
-            if e.errno == zmq.EHOSTUNREACH:  # the peer disconnected (ROUTER_MANDATORY)
-                self._peers.pop(envelope[0], None)
-                self.lines.log(
-                    logging.INFO,
-                    "peer_gone",
-                    "zmq transport %r: peer %s is gone; message for transaction id %d dropped",
-                    self.name, envelope[0].hex()[:16], tid,
-                )
+        )
+        if len(notice) < size and self.outboxes.fits(identity, len(notice), headroom=NOTICE_HEADROOM):
+            self.outboxes.put(identity, [*envelope, notice], len(notice))
+            self._kick_flusher()
+
+    def _send_failed(self, identity: bytes, e: zmq.ZMQError, tid: int) -> None:
+        if e.errno == zmq.EHOSTUNREACH:  # the peer disconnected (ROUTER_MANDATORY)
+            self._gone([identity])
+            self.lines.log(
+                logging.INFO,
+                "peer_gone",
+                "zmq transport %r: peer %s is gone; message for transaction id %d dropped",
+                self.name, identity.hex()[:16], tid,
+            )
+        else:
+            log.error("zmq transport %r: send failed: %s; message for transaction id %d dropped", self.name, e, tid)
+
+    def _kick_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_outboxes(), name=f"zmq-{self.name}-outbox")
+
+    async def _flush_outboxes(self) -> None:
+        """Hand waiting messages to libzmq as their peers read; back off to
+        50 ms while none does."""
+        delay = 0.0
+        while self.outboxes.size and self._socket is not None:
+            if await self._flush_once():
+                delay = 0.0
             else:
-                log.error("zmq transport %r: send failed: %s; message for transaction id %d dropped", self.name, e, tid)
+                delay = min(max(2 * delay, 0.001), 0.05)
+            await asyncio.sleep(delay)
+
+    async def _flush_once(self) -> bool:
+        """One pass over the outboxes; True if anything was sent."""
+        sock, progress = self._socket, False
+        if sock is None:
             return False
-        return True
+        for identity in self.outboxes.peers():
+            while (frames := self.outboxes.head(identity)) is not None:
+                try:
+                    await sock.send_multipart(frames, flags=zmq.DONTWAIT)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as e:
+                    self._send_failed(identity, e, 0)
+                    break
+                self.outboxes.pop(identity)
+                progress = True
+        return progress
 
     async def broadcast(self, topic: str, data: Any = None) -> int:
         """Send a ``broadcast`` message to every DEALER peer heard from within
@@ -501,6 +687,16 @@ class ZmqTransport:
             elif await self._send([identity], payload, self._broadcast_seq):
                 sent += 1
         return sent
+
+
+def _monitor(ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket, events: int) -> zmq.Socket:
+    """A plain (not asyncio) PAIR socket receiving ``sock``'s monitor
+    events, read without blocking; connected before ``bind`` so no event is missed."""
+    address = f"inproc://bridgehost-monitor-{id(sock):x}"
+    sock.monitor(address, events)
+    monitor = zmq.Context.shadow(ctx.underlying).socket(zmq.PAIR)
+    monitor.connect(address)
+    return monitor
 
 
 def _bounded(reply: CommandMessage) -> CommandMessage:

@@ -24,7 +24,7 @@ from bridgehost.errors import InvalidField
 from bridgehost.jobs import Outcome, Request, Status
 
 from bridgehost_ipc.protocol import CommandMessage
-from bridgehost_ipc.transport import ZmqTransport
+from bridgehost_ipc.transport import ZmqTransport, requester
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -85,7 +85,11 @@ class ZmqTrigger:
                 f"got {_json_type(message.data)}; send {{}} for none"
             )
         request = Request(task=message.topic, params=message.data, source="zmq", ref=str(message.transaction_id))
-        outcome = await self.host.submit(request)
+        # A client gone before its queued job starts withdraws it (CANCELLED, never run): the
+        # transport cancels this await when it sees the disconnect, and the host asks `wanted` first.
+        peer = requester.get(None)
+        wanted = None if peer is None else (lambda: self.transport.connected(peer))
+        outcome = await self.host.submit(request, wanted=wanted)
         return response_for(message, outcome)
 
 
