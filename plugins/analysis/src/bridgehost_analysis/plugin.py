@@ -51,3 +51,10 @@ def _traction_demo() -> int:
     from bridgehost_analysis.demo import traction  # only when asked: it imports the host runtime
 
     return traction()
+
+
+@hookimpl
+def register_metrics(metrics, host) -> None:
+    from bridgehost_analysis.metrics import declare
+
+    declare(metrics, host)

@@ -158,11 +158,13 @@ class Exited(msgspec.Struct, tag="exited"):
     signal that ended it). ``killed_for``: why bridgehost killed it, if it
     did: ``TOO_MANY_PROCESSES``, ``KILLED`` (the host asked),
     ``ZYGOTE_LOST`` (set by the host: the zygote is gone, ``returncode``
-    unknown); ``None``: it ended itself."""
+    unknown); ``None``: it ended itself. ``max_rss_kb``: its peak resident
+    memory, KiB (``ru_maxrss`` of getrusage(2), from wait4), 0 when unknown."""
 
     pid: int
     returncode: int
     killed_for: RunEnd | None = None
+    max_rss_kb: int = 0
 
 
 class Failed(msgspec.Struct, tag="failed"):

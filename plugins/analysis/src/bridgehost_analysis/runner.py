@@ -124,6 +124,8 @@ class ZygoteHandle:
         self._started: asyncio.Future[None] | None = None
         self._ending: set[asyncio.Future[None]] = set()
         self._early_deaths = 0  # waiting children that died since the last reply
+        self.max_rss_kb = 0
+        """The largest peak resident memory of a child that ran, KiB (for the metrics)."""
 
     @property
     def pid(self) -> int | None:
@@ -316,6 +318,7 @@ class ZygoteHandle:
     def _exited(self, message: Exited) -> None:
         future = self.running.pop(message.pid, None)
         if future is not None:
+            self.max_rss_kb = max(self.max_rss_kb, message.max_rss_kb)
             if not future.done():
                 future.set_result(message)
             return
@@ -373,6 +376,8 @@ class ZygoteRunner:
         self.limits = limits
         self.prefork = prefork
         self.zygote: ZygoteHandle | None = None
+        self.restarts = 0
+        """Zygotes started again after one died (for the metrics)."""
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -381,9 +386,12 @@ class ZygoteRunner:
                 return
             if self.zygote is not None:
                 log.warning("analysis zygote (pid %s) is gone: starting a new one", self.zygote.pid)
+                self.restarts += 1
                 await self.zygote.stop()
             zygote = ZygoteHandle(self.limits, prefork=self.prefork)
             await zygote.start()
+            if self.zygote is not None:
+                zygote.max_rss_kb = self.zygote.max_rss_kb
             self.zygote = zygote
 
     async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers:

@@ -18,6 +18,7 @@ costs: ``docs/performance.md``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import keyword
 import logging
 import signal
@@ -203,6 +204,8 @@ class AnalysisTask:
         self.analyses: Catalog[NamedAnalysis] = host.plugins.catalog(ANALYSES)
         self.configured_target = ""
         """What the config makes every request run (``"the script 'a.py'"``), or empty."""
+        self.killed: collections.Counter[str] = collections.Counter()
+        """Runs killed, by ``KILL_CAUSES`` (for the metrics)."""
         if config.analysis is not None and config.script is not None:
             raise InvalidField("analysis", "give 'analysis' or 'script', not both")
         if config.function is not None and config.script is None:
@@ -271,9 +274,16 @@ class AnalysisTask:
             **run.ids,
         )
         job.log.info("running %s:%s on %s/%s/%s", spec.script, spec.function, *run.ids.values())
-        leftovers = await self.runner.run(
-            spec, output_kept_bytes=self.config.output_kept_bytes, output_kill_bytes=self.config.output_kill_bytes
-        )
+        try:
+            leftovers = await self.runner.run(
+                spec, output_kept_bytes=self.config.output_kept_bytes, output_kill_bytes=self.config.output_kill_bytes
+            )
+        except asyncio.CancelledError:
+            self.killed["cancelled"] += 1
+            raise
+        cause = kill_cause(leftovers)
+        if cause:
+            self.killed[cause] += 1
         if leftovers.output:
             job.log.debug("script output:\n%s", leftovers.output)
         result = self._interpret(leftovers, spec)
@@ -339,6 +349,28 @@ class AnalysisTask:
                 hint = "it ran out of memory" + (f" under memory_limit_mb ({limit})" if limit else "")
             raise TaskCrashed(f"{label} raised {reply.message} ({hint})", data)
         raise TaskCrashed(f"{label}: {reply.message}", data)  # BAD_RESULT
+
+
+KILL_CAUSES = (
+    "cancelled",
+    *(end.value for end in (RunEnd.KILLED, RunEnd.TOO_MANY_PROCESSES, RunEnd.TOO_MUCH_OUTPUT, RunEnd.REPLY_TOO_LARGE)),
+    RunEnd.ZYGOTE_LOST.value,
+    "signal",
+)
+"""Why a run was killed (the ``cause`` label of the metrics): the host
+cancelled its job (``timeout_s``, shutdown); bridgehost killed it
+(``RunEnd``: the host asked, over ``max_processes``, ``output_kill_bytes``
+or ``max_result_bytes``, its zygote was lost); it died by a signal bridgehost
+did not send (a segfault, ``cpu_limit_s``, the kernel's out-of-memory killer)."""
+
+
+def kill_cause(leftovers: RunLeftovers) -> str:
+    """The ``KILL_CAUSES`` entry of a run that ended, ``""`` if it was not killed."""
+    if leftovers.killed_for is not None:
+        return leftovers.killed_for.value
+    if leftovers.reply is None and leftovers.returncode < 0:
+        return "signal"
+    return ""
 
 
 _KILLED = {

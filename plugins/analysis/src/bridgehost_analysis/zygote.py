@@ -165,11 +165,11 @@ class ZygoteProcess:
             if ours:
                 # Still a zombie here, so its pid (and process group id) cannot be reused yet.
                 self._sweep()
-            _, status = os.waitpid(pid, 0)
+            _, status, usage = os.wait4(pid, 0)
             if ours:
                 self.idle.discard(pid)
                 killed_for = self.running.pop(pid, None)
-                self._send(Exited(pid, os.waitstatus_to_exitcode(status), killed_for))
+                self._send(Exited(pid, os.waitstatus_to_exitcode(status), killed_for, usage.ru_maxrss))
 
     def _sweep(self) -> None:
         """Kill and reap every child of the zygote that it did not fork:

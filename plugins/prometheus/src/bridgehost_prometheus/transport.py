@@ -119,7 +119,8 @@ class PrometheusTransport:
         self._observer: _JobObserver | None = None
 
     def check(self) -> list[str]:
-        """What ``bridgehost check`` warns about: an address not on loopback."""
+        """What ``bridgehost check`` prints and the host logs at start: an
+        address not on loopback."""
         if is_loopback(self.address[0]):
             return []
         return [
@@ -130,8 +131,6 @@ class PrometheusTransport:
     async def start(self) -> None:
         """Read what plugins declare, then bind and serve. Raises
         ``PrometheusError`` naming the address if it cannot be bound."""
-        for warning in self.check():
-            log.warning("prometheus transport %r: %s", self.name, warning)
         observer = _JobObserver(self.host.task_names(), self.config.duration_buckets_s)
         metrics = declared_metrics(self.host)
         observer.declare(metrics)

@@ -31,3 +31,10 @@ def register_steps(registry):
     from bridgehost_steps.library import delay
 
     registry.add("delay", delay)
+
+
+@hookimpl
+def register_metrics(metrics, host):
+    from bridgehost_steps.metrics import declare
+
+    declare(metrics, host)

@@ -131,10 +131,14 @@ def host_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
 
 
-def run_cli(*args: str, timeout_s: float = 2 * WAIT_S) -> subprocess.CompletedProcess[str]:
-    """``bridgehost ARGS...`` to its end, in a host's environment."""
+def run_cli(*args: str, timeout_s: float = 2 * WAIT_S, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``bridgehost ARGS...`` to its end, in a host's environment plus ``env``."""
     return subprocess.run(
-        [sys.executable, "-m", "bridgehost.cli", *args], capture_output=True, text=True, timeout=timeout_s, env=host_env()
+        [sys.executable, "-m", "bridgehost.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**host_env(), **(env or {})},
     )
 
 
