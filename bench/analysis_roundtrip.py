@@ -24,6 +24,12 @@ prints one JSON line:
   seconds with nothing to do, and their RSS (``rss_mb``: host, zygote,
   waiting children; ``uss_mb``: memory only they hold, the shared copy-on-write
   pages of the forks counted once, in the zygote);
+- ``metrics_p50_ms``: ``p50_ms`` on a host that also has the
+  ``prometheus`` transport, scraped every second (Prometheus' default is
+  every 15 s); measured against ``metrics_plain_p50_ms``, the same host
+  without it, alive at the same time, the two called in alternating
+  batches so both see the same machine; ``metrics_cost_ms`` is the
+  difference;
 - ``loadavg``: the machine's load averages at the end (other work skews
   latency; ``cpu_ms_per_run`` much less).
 
@@ -40,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -116,6 +123,60 @@ async def run_analysis(params):
     out, _ = await proc.communicate()
     return json.loads(out)
 '''
+
+
+ONE_TASK = ZMQ_HOST + """
+[[tasks]]
+name = "python.run_analysis"
+kind = "analysis"
+datastore = "./datastore"
+concurrency = 2
+"""
+METRICS = """
+[[transports]]
+kind = "prometheus"
+listen = "127.0.0.1:0"
+"""
+BATCHES = 20
+
+
+def metrics_cost(folder: Path, request: dict, requests: int) -> dict:
+    """Sequential p50 on two hosts alive at once, one with the prometheus
+    transport (scraped every second), called in alternating batches."""
+    for name in ("plain", "metrics"):
+        (folder / name).mkdir()
+        (folder / name / "datastore").symlink_to(folder / "datastore")
+    with running_host(folder / "plain", ONE_TASK) as plain, running_host(folder / "metrics", ONE_TASK + METRICS) as observed:
+        url = next(
+            line.split("serving ", 1)[1].strip()
+            for line in observed.log.read_text().splitlines()
+            if "serving http://" in line
+        )
+        stop = threading.Event()
+
+        def scrape() -> None:
+            while not stop.wait(1.0):
+                with urllib.request.urlopen(url, timeout=10) as page:
+                    page.read()
+
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+        times: dict[str, list[float]] = {"plain": [], "metrics": []}
+        try:
+            for host in (plain, observed):
+                timed_calls(host.endpoint, "python.run_analysis", request, 3)  # warm up
+            for _ in range(BATCHES):
+                for name, host in (("plain", plain), ("metrics", observed)):
+                    times[name] += timed_calls(host.endpoint, "python.run_analysis", request, max(1, requests // BATCHES))
+        finally:
+            stop.set()
+            scraper.join(10)
+    with_metrics, without = ms(times["metrics"])["p50_ms"], ms(times["plain"])["p50_ms"]
+    return {
+        "metrics_p50_ms": with_metrics,
+        "metrics_plain_p50_ms": without,
+        "metrics_cost_ms": round(with_metrics - without, 3),
+    }
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -196,6 +257,7 @@ def measure(
         time.sleep(idle_s)
         idle_cpu = (cpu_seconds(family) - cpu_before) / (time.monotonic() - wall_before)
         memory = footprint(host.family())
+    metrics = metrics_cost(folder, request, requests)
     zygote, baseline_ms, fallback_ms, loaded_ms = ms(sequential), ms(baseline), ms(fallback), ms(loaded)
     return {
         "benchmark": "analysis_roundtrip",
@@ -215,6 +277,7 @@ def measure(
         "idle_rss_mb": memory["rss_mb"],
         "idle_uss_mb": memory["uss_mb"],
         "idle_processes": memory["processes"],
+        **metrics,
         "loadavg": loadavg(),
     }
 
