@@ -13,10 +13,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # bhprom_support, bhprom_tasks
 
 from bhprom_support import HostProcess  # noqa: E402
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
-    """One observed host shared by the package's tests (each test counts
-    what it sends as a difference, so their order does not matter)."""
+    """One observed host shared by a module's tests (each test counts what
+    it sends as a difference, so their order does not matter). Not wider:
+    a folder without ``__init__.py`` is no package, and a host living to
+    the session's end would be counted as a leftover by other tests."""
     process = HostProcess(tmp_path_factory.mktemp("observed")).start()
     yield process
     process.stop()
