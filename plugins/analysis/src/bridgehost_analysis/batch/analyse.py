@@ -1,0 +1,161 @@
+"""One run of a batch, exactly as the ``analysis`` task runs it online.
+
+``Analyser`` holds one or more ``AnalysisTask`` objects (each with its own
+zygote) built from the batch's ``AnalysisTaskConfig``, and runs a run
+through ``AnalysisTask.run``: the same request checks, the same fresh
+process forked from a zygote, the same limits, containment, result checks
+and statuses, and ``save_results`` for ``--save``. It then writes the run's
+provenance record (``bridgehost_analysis.batch.provenance``) and returns
+the ``Row`` of the batch's output. The local executor and each Dask worker
+run an ``Analyser``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from bridgehost.errors import JobError
+from bridgehost.jobs import Status
+
+from bridgehost_analysis.batch.provenance import Provenance, Record, record_path, write_record
+from bridgehost_analysis.batch.selection import RunKey
+from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
+
+log = logging.getLogger(__name__)
+
+
+class Plan(msgspec.Struct, kw_only=True, frozen=True):
+    """What every run of a batch does; sent once to each Dask worker.
+
+    ``task``: the analysis task's config (datastore, what to run, limits,
+    ``save_results``, ``timeout_s``); ``provenance``: recorded with each run;
+    ``custom_params``: passed to every run.
+    """
+
+    task: AnalysisTaskConfig
+    provenance: Provenance
+    custom_params: dict[str, Any] = {}
+
+
+class Row(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One line of a batch's output: the run, how it ended, the function's dict.
+
+    ``status``: a ``bridgehost.Status`` name; ``duration_s``: wall time of
+    the run (of the stored run for a skipped one); ``error``: the error
+    message (empty on success); ``skipped``: the run was already analysed
+    (its stored record is reported); ``result``: the dict, as JSON bytes.
+    """
+
+    run: str
+    status: str
+    duration_s: float = 0.0
+    error: str = ""
+    skipped: bool = False
+    result: msgspec.Raw = msgspec.Raw(b"null")
+
+
+def row_of(key: RunKey | str, record: Record, *, skipped: bool) -> Row:
+    return Row(
+        run=str(key),
+        status=record.status,
+        duration_s=record.duration_s,
+        error=record.error,
+        skipped=skipped,
+        result=record.result,
+    )
+
+
+@dataclass
+class _Job:
+    """What ``AnalysisTask.run`` uses of a host's ``Job``."""
+
+    params: dict[str, Any]
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(default=log)
+
+
+@dataclass
+class _Host:
+    """What ``AnalysisTask`` uses of a ``Host``: the config's folder (the
+    datastore path is absolute here) and the plugins (registered analyses)."""
+
+    plugins: Any
+    config: Any = field(default_factory=lambda: type("C", (), {"base_dir": Path("/")})())
+
+
+class Analyser:
+    """Runs runs of one ``Plan``: ``zygotes`` analysis tasks (one zygote
+    each; a zygote forks serially, so more than one spreads that work over
+    the cores), ``start``ed before and ``stop``ped after.
+
+    Raises ``InvalidField`` when the plan names an analysis no installed
+    plugin registers, or a script that is not in ``scripts/``.
+    """
+
+    def __init__(self, plan: Plan, plugins: Any, *, zygotes: int = 1):
+        self.plan = plan
+        host = _Host(plugins)
+        self.tasks = [AnalysisTask(plan.task, host) for _ in range(max(1, zygotes))]
+
+    async def start(self) -> None:
+        """Start every zygote; raises ``ZygoteFailed`` if one cannot start."""
+        await asyncio.gather(*(t.start() for t in self.tasks))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(t.stop() for t in self.tasks), return_exceptions=True)
+
+    async def analyse(self, key: RunKey, slot: int = 0) -> Row:
+        """Run ``key`` on zygote ``slot`` (modulo their number), record it,
+        return its row. A failed run is a row, never an exception;
+        cancellation kills the run's processes and records nothing."""
+        record = await self.run(key, slot)
+        # A thread: the record's fsyncs must not hold the event loop.
+        return await asyncio.to_thread(self.record, key, record)
+
+    async def run(self, key: RunKey, slot: int = 0) -> Record:
+        """Run ``key`` on zygote ``slot``; its record, not yet written."""
+        task = self.tasks[slot % len(self.tasks)]
+        config = self.plan.task
+        job = _Job(
+            {"project_id": key.project_id, "definition_id": key.definition_id, "run_id": key.run_id,
+             "custom_params": self.plan.custom_params}
+        )
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        result: Any = None
+        try:
+            result = await asyncio.wait_for(task.run(job), config.timeout_s)
+            status, error = Status.SUCCESS, ""
+        except JobError as e:
+            status, error = e.status, str(e)
+        except TimeoutError:
+            status = Status.TIMEOUT
+            error = f"the run took longer than its timeout ({config.timeout_s} s) and was killed with its processes"
+        return Record(
+            provenance=self.plan.provenance,
+            status=status.name,
+            error=error,
+            started_utc=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            duration_s=round(time.perf_counter() - t0, 6),
+            saved=config.save_results and status is Status.SUCCESS,
+            result=msgspec.Raw(msgspec.json.encode(result) if status is Status.SUCCESS else b"null"),
+        )
+
+    def record(self, key: RunKey, record: Record) -> Row:
+        """Write ``record`` into the run's folder (blocking: fsyncs); its row.
+        A run whose folder does not exist gets no record (nor a folder)."""
+        path = record_path(Path(self.tasks[0].store.results_dir, *key), self.plan.provenance)
+        if path.parent.parent.is_dir():
+            try:
+                write_record(path, record)
+            except OSError as e:
+                status = record.status
+                record.status, record.result = Status.IO_FAILURE.name, msgspec.Raw(b"null")
+                record.error = f"the run ended {status} but its record {path} could not be written: {e}"
+        return row_of(key, record, skipped=False)

@@ -1,0 +1,185 @@
+"""The output of a batch: one row per run, as CSV, JSON Lines or Parquet.
+
+Rows are appended to ``<output>.partial`` (JSON Lines) as runs finish, so
+memory stays flat however many runs there are; ``finish`` then writes the
+file in the format its suffix names and removes the spool:
+
+- ``.jsonl``: one object a line: ``run``, ``status``, ``duration_s``,
+  ``error``, ``skipped``, then the function's keys with their JSON values;
+- ``.csv``: the same columns (RFC 4180, header first); a nested value (a
+  list, an object) is its JSON text, ``None`` an empty field;
+- ``.parquet``: the same columns, through pyarrow (the extra
+  ``bridgehost-analysis[parquet]``); a column whose values are all bools,
+  all integers or all numbers gets that type, any other is text (nested
+  values as JSON text).
+
+The error column holds the first line of the error message. A key of the
+function's dict that is also a fixed column's name is written as
+``result.<key>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bridgehost_analysis.batch.analyse import Row
+from bridgehost_analysis.datastore import write_atomic
+
+FIXED = ("run", "status", "duration_s", "error", "skipped")
+FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+class OutputError(ValueError):
+    """An output file that cannot be written as asked."""
+
+
+def check_output(path: Path) -> None:
+    """Raise ``OutputError`` unless ``path`` has a known suffix, its folder
+    exists, and pyarrow is installed for ``.parquet``."""
+    if path.suffix not in FORMATS:
+        raise OutputError(f"--output {path}: unknown format {path.suffix!r}; name a file ending in {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise OutputError(f"--output {path}: the folder {path.parent} does not exist; create it first")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise OutputError(
+                "--output .parquet needs pyarrow: pip install 'bridgehost-analysis[parquet]' (or write .csv or .jsonl)"
+            ) from None
+
+
+def flat(row: Row) -> dict[str, Any]:
+    """The row's columns: the fixed ones, then the function's keys."""
+    out: dict[str, Any] = {
+        "run": row.run,
+        "status": row.status,
+        "duration_s": row.duration_s,
+        "error": row.error.split("\n", 1)[0],
+        "skipped": row.skipped,
+    }
+    result = msgspec.json.decode(row.result)
+    if isinstance(result, dict):
+        for key, value in result.items():
+            out[f"result.{key}" if key in FIXED else key] = value
+    return out
+
+
+class Output:
+    """Collects rows into ``path`` (see the module doc). ``add`` appends a
+    row to the spool; ``finish`` writes the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.spool_path = path.with_name(path.name + ".partial")
+        self.spool = open(self.spool_path, "wb")
+        self.columns: dict[str, None] = dict.fromkeys(FIXED)  # ordered set: first seen first
+        self.rows = 0
+
+    def add(self, row: Row) -> None:
+        columns = flat(row)
+        for key in columns:
+            if key not in self.columns:
+                self.columns[key] = None
+        self.spool.write(msgspec.json.encode(columns) + b"\n")
+        self.rows += 1
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        with open(self.spool_path, "rb") as f:
+            for line in f:
+                yield msgspec.json.decode(line)
+
+    def finish(self) -> None:
+        """Write the output file atomically from the spool, then remove the spool."""
+        self.spool.close()
+        suffix = self.path.suffix
+        if suffix == ".jsonl":
+            os.replace(self.spool_path, self.path)
+            return
+        if suffix == ".csv":
+            write_atomic(self.path, self._write_csv)
+        else:
+            self._write_parquet()
+        self.spool_path.unlink(missing_ok=True)
+
+    def _write_csv(self, f: Any) -> None:
+        import io
+
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        writer.writerow(self.columns)
+        for row in self._read():
+            writer.writerow(_cell(row.get(c)) for c in self.columns)
+        text.flush()
+        text.detach()
+
+    def _write_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        types = {c: _kind(None) for c in self.columns}
+        for row in self._read():  # a first pass for the column types
+            for c in self.columns:
+                types[c] = _merge(types[c], _kind(row.get(c)))
+        arrow = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "null": pa.string(), "text": pa.string()}
+        schema = pa.schema([(c, arrow[types[c]]) for c in self.columns])
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            batch: list[dict[str, Any]] = []
+            for row in self._read():
+                batch.append({c: _typed(row.get(c), types[c]) for c in self.columns})
+                if len(batch) >= 65536:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch.clear()
+            if batch or not self.rows:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return "text"
+
+
+def _merge(a: str, b: str) -> str:
+    if a == b or b == "null":
+        return a
+    if a == "null":
+        return b
+    if {a, b} == {"int", "float"}:
+        return "float"
+    return "text"
+
+
+def _typed(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "text":
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if kind == "float":
+        return float(value)
+    return value

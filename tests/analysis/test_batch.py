@@ -1,0 +1,254 @@
+"""bridgehost reanalyze, local executor: selection, provenance, skip/force/
+resume, output formats, exit codes and messages. Every run goes through a
+real zygote and a fresh child; the command is run as a real subprocess
+where the behaviour is the command's (exit codes, signals)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from bridgehost_analysis.batch import BadBatch, Options, reanalyze, read_run_list, scan
+from bridgehost_analysis.batch.provenance import RECORDS_DIR, Record
+from bridgehost_analysis.batch.selection import BadRunList, RunKey
+from bridgehost_analysis.datastore import Datastore
+
+COUNT = """
+def calculate_results(ctx):
+    if ctx["run_id"].endswith("3"):
+        raise ValueError("no good: " + ctx["run_id"])
+    return {"n": len(ctx["cycle_history"]), "limit": ctx["custom_params"].get("limit"), "nested": {"a": [1, 2]}}
+"""
+SLOW = """
+import time
+def calculate_results(ctx):
+    time.sleep(0.3)
+    return {"run": ctx["run_id"], "value": 1.5}
+"""
+
+
+def make_store(root: Path, projects: dict[str, int], script: str = COUNT) -> Datastore:
+    store = Datastore(root)
+    store.scripts_dir.mkdir(parents=True, exist_ok=True)
+    (store.scripts_dir / "count.py").write_text(textwrap.dedent(script))
+    for project, count in projects.items():
+        for i in range(count):
+            run = store.run(project, "traction", f"r{i:02d}")
+            run.save(project={"customer": project})
+            run.append_cycle({"cycle_index": 1})
+    return store
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridgehost.cli", "reanalyze", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# -- selection ---------------------------------------------------------------
+
+
+def test_scan_selects_by_glob_and_skips_what_is_not_a_run(tmp_path: Path) -> None:
+    store = make_store(tmp_path, {"acme": 3, "beta": 2})
+    (store.results_dir / "acme" / "traction" / ".hidden").mkdir()  # not an id: not a run
+    (store.results_dir / "acme" / "traction" / "notes.txt").write_text("x")  # a file: not a run
+    store.run("acme", "slip", "s1").save(project={})
+    assert sorted(map(str, scan(store))) == sorted(
+        [f"acme/traction/r0{i}" for i in range(3)] + ["acme/slip/s1"] + [f"beta/traction/r0{i}" for i in range(2)]
+    )
+    assert sorted(map(str, scan(store, "a*", "traction", "r0[12]"))) == ["acme/traction/r01", "acme/traction/r02"]
+    assert list(scan(store, "acme", "slip", "s1")) == [RunKey("acme", "slip", "s1")]
+    assert list(scan(store, "nobody")) == []
+
+
+def test_run_list_names_the_bad_line(tmp_path: Path) -> None:
+    good = tmp_path / "runs.txt"
+    good.write_text("# runs to redo\nacme/traction/r01\n\nbeta/traction/r00\n")
+    assert list(read_run_list(good)) == [RunKey("acme", "traction", "r01"), RunKey("beta", "traction", "r00")]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("acme/traction/r01\nacme/../etc\n")
+    with pytest.raises(BadRunList, match=r"bad.txt, line 2: .*'\.\.'"):
+        list(read_run_list(bad))
+    bad.write_text("acme/r01\n")
+    with pytest.raises(BadRunList, match="line 1: 'acme/r01' is not project/definition/run"):
+        list(read_run_list(bad))
+
+
+# -- a batch -----------------------------------------------------------------
+
+
+def test_batch_records_provenance_outputs_rows_and_goes_on_after_a_crash(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 6, "beta": 4})
+    out = tmp_path / "out.csv"
+    summary = reanalyze(
+        Options(datastore=store.root, script="count.py", custom_params={"limit": 4}, output=out, workers=3, progress=False)
+    )
+    # r03 raises in both projects: two CRASH rows, the other eight succeed.
+    assert (summary.ok, summary.failed, summary.skipped, summary.exit_code) == (8, {"CRASH": 2}, 0, 1)
+    with open(out, newline="") as f:
+        rows = {row["run"]: row for row in csv.DictReader(f)}
+    assert len(rows) == 10
+    assert rows["acme/traction/r01"]["status"] == "SUCCESS"
+    assert rows["acme/traction/r01"]["n"] == "1" and rows["acme/traction/r01"]["limit"] == "4"
+    assert json.loads(rows["acme/traction/r01"]["nested"]) == {"a": [1, 2]}  # nested values as JSON text
+    assert rows["beta/traction/r03"]["status"] == "CRASH"
+    assert "raised ValueError: no good: r03" in rows["beta/traction/r03"]["error"]
+    assert rows["beta/traction/r03"]["n"] == ""
+
+    run = store.run("acme", "traction", "r01")
+    assert run.results() == {}  # without --save, results.json is not touched
+    [record_file] = (run.path / RECORDS_DIR).iterdir()
+    record = msgspec.json.decode(record_file.read_bytes(), type=Record)
+    assert record.status == "SUCCESS" and msgspec.json.decode(record.result) == {"n": 1, "limit": 4, "nested": {"a": [1, 2]}}
+    p = record.provenance
+    assert p.script == "count.py" and p.function == "calculate_results"
+    assert p.script_sha256 == __import__("hashlib").sha256((store.scripts_dir / "count.py").read_bytes()).hexdigest()
+    assert len(p.custom_params_sha256) == 64 and p.bridgehost_version
+    assert record.started_utc.endswith("Z") and record.duration_s > 0
+
+
+def test_rerun_skips_force_recomputes_and_a_changed_script_or_params_recompute(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 4})
+    opts = dict(datastore=store.root, script="count.py", workers=2, progress=False)
+    first = reanalyze(Options(**opts, output=tmp_path / "1.jsonl"))
+    assert (first.ok, first.failed) == (3, {"CRASH": 1})
+    again = reanalyze(Options(**opts, output=tmp_path / "2.jsonl"))
+    # The three successes are skipped (their stored rows reported); the crash is tried again.
+    assert (again.ok, again.skipped, again.failed) == (0, 3, {"CRASH": 1})
+    rows = {r["run"]: r for r in rows_of(tmp_path / "2.jsonl")}
+    assert len(rows) == 4 and rows["acme/traction/r00"]["skipped"] is True and rows["acme/traction/r00"]["n"] == 1
+    forced = reanalyze(Options(**opts, force=True))
+    assert (forced.ok, forced.skipped) == (3, 0)
+    other_params = reanalyze(Options(**opts, custom_params={"limit": 1}))
+    assert (other_params.ok, other_params.skipped) == (3, 0)
+    (store.scripts_dir / "count.py").write_text(textwrap.dedent(COUNT) + "\n# the math changed\n")
+    changed = reanalyze(Options(**opts))
+    assert (changed.ok, changed.skipped) == (3, 0)
+
+
+def test_save_merges_results_and_a_failed_run_never_touches_them(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 4})
+    for i in range(4):
+        store.run("acme", "traction", f"r{i:02d}").save_results({"test_duration_s": 45.2})
+    unsaved = reanalyze(Options(datastore=store.root, script="count.py", progress=False))
+    assert unsaved.ok == 3
+    saved = reanalyze(Options(datastore=store.root, script="count.py", save=True, progress=False))
+    assert saved.ok == 3 and saved.skipped == 0  # done, but not saved: --save runs them again
+    assert store.run("acme", "traction", "r00").results() == {
+        "test_duration_s": 45.2, "n": 1, "limit": None, "nested": {"a": [1, 2]}
+    }
+    assert store.run("acme", "traction", "r03").results() == {"test_duration_s": 45.2}
+    assert reanalyze(Options(datastore=store.root, script="count.py", save=True, progress=False)).skipped == 3
+
+
+def test_parquet_output(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    store = make_store(tmp_path / "ds", {"acme": 4})
+    reanalyze(Options(datastore=store.root, script="count.py", output=tmp_path / "o.parquet", progress=False))
+    table = pq.read_table(tmp_path / "o.parquet")
+    rows = {r["run"]: r for r in table.to_pylist()}
+    assert table.schema.field("n").type == "int64" and table.schema.field("nested").type == "string"
+    assert rows["acme/traction/r00"]["n"] == 1 and json.loads(rows["acme/traction/r00"]["nested"]) == {"a": [1, 2]}
+    assert rows["acme/traction/r03"]["status"] == "CRASH" and rows["acme/traction/r03"]["n"] is None
+
+
+def test_named_analysis_records_its_distribution(tmp_path: Path) -> None:
+    from bridgehost_analysis.traction import generate_run
+
+    for i in range(2):
+        generate_run(tmp_path / "ds", run_id=f"t{i}", samples=2000, cycles=3)
+    summary = reanalyze(Options(datastore=tmp_path / "ds", analysis="traction.max_force", output=tmp_path / "o.jsonl", progress=False))
+    assert summary.ok == 2
+    assert all(r["max_force"] > 400 for r in rows_of(tmp_path / "o.jsonl"))
+    run = Datastore(tmp_path / "ds").run("acme-traction", "translational-traction", "t0")
+    [record_file] = (run.path / RECORDS_DIR).iterdir()
+    p = msgspec.json.decode(record_file.read_bytes(), type=Record).provenance
+    assert (p.analysis, p.distribution, p.script_sha256) == ("traction.max_force", "bridgehost-analysis", None)
+    assert p.version
+
+
+def test_bad_options_name_what_is_wrong(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 2})
+    with pytest.raises(BadBatch, match=r"no run matched --project 'nobody\*' --definition '\*' --run '\*'"):
+        reanalyze(Options(datastore=store.root, script="count.py", project="nobody*"))
+    with pytest.raises(BadBatch, match="--script.*missing.py"):
+        reanalyze(Options(datastore=store.root, script="missing.py"))
+    with pytest.raises(BadBatch, match="--output.*unknown format '.xlsx'"):
+        reanalyze(Options(datastore=store.root, script="count.py", output=tmp_path / "o.xlsx"))
+
+
+# -- the command ---------------------------------------------------------------
+
+
+def test_command_exit_codes_and_messages(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 3})
+    ok = cli(str(store.root), "--script", "count.py", "--run", "r0[01]", "--output", str(tmp_path / "o.jsonl"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1].startswith("reanalyze: 2 ok, 0 failed, 0 skipped;")
+    assert "runs/s" in ok.stdout.strip().splitlines()[-1]
+    failed = cli(str(store.root), "--script", "count.py", "--run", "r0[23]")  # r03 does not exist; r02 ok
+    assert failed.returncode == 0
+    nothing = cli(str(store.root), "--script", "count.py", "--project", "nobody", "--run", "x*")
+    assert nothing.returncode == 2
+    assert "no run matched --project 'nobody' --definition '*' --run 'x*'" in nothing.stderr
+    missing = cli(str(store.root), "--script", "nope.py")
+    assert missing.returncode == 2 and "nope.py" in missing.stderr
+    unknown = cli(str(store.root), "--analysis", "traction.nope")
+    assert unknown.returncode == 2 and "traction.nope" in unknown.stderr and "traction.max_force" in unknown.stderr
+    listed = tmp_path / "runs.txt"
+    listed.write_text("acme/traction/r03\nacme/traction/r99\n")  # one crashes, one has no folder
+    crashed = cli(str(store.root), "--script", "count.py", "--runs-from", str(listed), "--output", str(tmp_path / "l.jsonl"))
+    assert crashed.returncode == 1
+    statuses = {r["run"]: r["status"] for r in rows_of(tmp_path / "l.jsonl")}
+    assert statuses == {"acme/traction/r03": "CRASH", "acme/traction/r99": "IO_FAILURE"}
+    assert "1 failed (CRASH 1" not in crashed.stdout and "2 failed (CRASH 1, IO_FAILURE 1)" in crashed.stdout
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_batch_resumes_without_losing_or_duplicating_a_row(tmp_path: Path, how: signal.Signals) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 24}, script=SLOW)
+    out = tmp_path / "out.jsonl"
+    args = [str(store.root), "--script", "count.py", "--workers", "2", "--output", str(out), "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridgehost.cli", "reanalyze", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while len(list(store.results_dir.glob(f"acme/traction/*/{RECORDS_DIR}/*.json"))) < 4:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(how)
+    stdout, stderr = proc.communicate(timeout=60)
+    recorded = {p.parts[-3] for p in store.results_dir.glob(f"acme/traction/*/{RECORDS_DIR}/*.json")}
+    assert 4 <= len(recorded) < 24
+    if how == signal.SIGINT:
+        assert proc.returncode == 1
+        summary = stdout.strip().splitlines()[-1]
+        assert f"reanalyze: {len(recorded)} ok" in summary and "not run (interrupted" in summary
+        assert sorted(r["run"].split("/")[-1] for r in rows_of(out)) == sorted(recorded)  # what finished is written
+        assert not list(tmp_path.glob("*.partial"))
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    # No process of the batch is left (the zygote and its children die with it).
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", str(store.root)], capture_output=True, text=True).stdout.split()
+    assert not left
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    rows = rows_of(out)
+    assert sorted(r["run"] for r in rows) == sorted(f"acme/traction/r{i:02d}" for i in range(24))  # each run once
+    assert sum(r["skipped"] for r in rows) == len(recorded)
+    assert all(r["status"] == "SUCCESS" and r["value"] == 1.5 for r in rows)
