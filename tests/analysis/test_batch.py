@@ -50,7 +50,7 @@ def make_store(root: Path, projects: dict[str, int], script: str = COUNT) -> Dat
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bridgehost.cli", "reanalyze", *args],
+        [sys.executable, os.environ.get("BH_CLI", "-m"), *([] if os.environ.get("BH_CLI") else ["bridgehost.cli"]), "reanalyze", *args],
         capture_output=True, text=True, timeout=timeout,
     )
 
@@ -195,13 +195,14 @@ def test_bad_options_name_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_command_exit_codes_and_messages(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "ds", {"acme": 3})
+    store = make_store(tmp_path / "ds", {"acme": 4})
     ok = cli(str(store.root), "--script", "count.py", "--run", "r0[01]", "--output", str(tmp_path / "o.jsonl"))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().splitlines()[-1].startswith("reanalyze: 2 ok, 0 failed, 0 skipped;")
     assert "runs/s" in ok.stdout.strip().splitlines()[-1]
-    failed = cli(str(store.root), "--script", "count.py", "--run", "r0[23]")  # r03 does not exist; r02 ok
-    assert failed.returncode == 0
+    failed = cli(str(store.root), "--script", "count.py", "--run", "r0[23]")  # r03 raises
+    assert failed.returncode == 1
+    assert failed.stdout.strip().splitlines()[-1].startswith("reanalyze: 1 ok, 1 failed (CRASH 1), 0 skipped;")
     nothing = cli(str(store.root), "--script", "count.py", "--project", "nobody", "--run", "x*")
     assert nothing.returncode == 2
     assert "no run matched --project 'nobody' --definition '*' --run 'x*'" in nothing.stderr
@@ -215,7 +216,7 @@ def test_command_exit_codes_and_messages(tmp_path: Path) -> None:
     assert crashed.returncode == 1
     statuses = {r["run"]: r["status"] for r in rows_of(tmp_path / "l.jsonl")}
     assert statuses == {"acme/traction/r03": "CRASH", "acme/traction/r99": "IO_FAILURE"}
-    assert "1 failed (CRASH 1" not in crashed.stdout and "2 failed (CRASH 1, IO_FAILURE 1)" in crashed.stdout
+    assert "reanalyze: 0 ok, 2 failed (CRASH 1, IO_FAILURE 1), 0 skipped;" in crashed.stdout
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
@@ -224,7 +225,7 @@ def test_an_interrupted_batch_resumes_without_losing_or_duplicating_a_row(tmp_pa
     out = tmp_path / "out.jsonl"
     args = [str(store.root), "--script", "count.py", "--workers", "2", "--output", str(out), "--no-progress"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridgehost.cli", "reanalyze", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, os.environ.get("BH_CLI", "-m"), *([] if os.environ.get("BH_CLI") else ["bridgehost.cli"]), "reanalyze", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
     while len(list(store.results_dir.glob(f"acme/traction/*/{RECORDS_DIR}/*.json"))) < 4:

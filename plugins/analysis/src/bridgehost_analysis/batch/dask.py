@@ -1,0 +1,264 @@
+"""The Dask executor: a batch's runs on a Dask distributed cluster.
+
+Each Dask worker runs one zygote, started by a ``WorkerPlugin``
+(``ZygotePlugin``) when the batch registers it and stopped when the batch
+unregisters it (or the worker stops); every run is a fresh process forked
+from it, with the same limits, containment and result checks as an online
+run (``bridgehost_analysis.batch.analyse``). The worker writes each run's
+provenance record (and with ``--save`` merges its results) into the
+datastore, which every worker must see at the same path.
+
+The client submits runs in groups (one Dask task runs many short runs: the
+scheduler handles some thousands of tasks per second, see
+``docs/scale-out.md``), at most a few groups per worker thread in flight
+(backpressure: the client never holds the whole selection), and streams the
+rows back as groups complete (``distributed.as_completed``). A worker that
+dies mid-group: Dask runs the group again on another worker; the client
+counts each run once, when its group's result arrives.
+
+Reference: the Dask distributed docs, "Plugins" and "Futures"
+(https://distributed.dask.org/en/stable/plugins.html).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+from bridgehost.errors import BridgehostError
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+
+from bridgehost_analysis.batch.analyse import Analyser, Plan, Row
+from bridgehost_analysis.batch.provenance import file_sha256
+from bridgehost_analysis.batch.selection import RunKey
+
+log = logging.getLogger("bridgehost.reanalyze")
+CONNECT_S = 10.0
+"""How long a scheduler may take to answer."""
+GROUP_S = 0.5
+"""The wall time a group of runs aims at: long enough that the scheduler's
+per-task cost (about a millisecond) is small beside it, short enough that
+progress flows and a lost worker loses little."""
+MAX_GROUP = 256
+IN_FLIGHT_PER_THREAD = 2
+"""Groups in flight per worker thread: one running, one queued behind it."""
+_rows = msgspec.json.Decoder(list[Row]).decode
+
+
+class WorkerCannotRun(BridgehostError):
+    """A Dask worker cannot run the batch (it does not see the datastore,
+    or sees another script); the message names the worker and the path."""
+
+
+class ZygotePlugin(WorkerPlugin):
+    """On each worker: an ``Analyser`` (one zygote) on an event loop of its
+    own thread, started in ``setup`` and stopped in ``teardown``.
+    ``concurrency``: runs at once on the worker (``None``: its threads)."""
+
+    idempotent = False
+
+    def __init__(self, plan: Plan, name: str, concurrency: int | None):
+        self.plan = plan
+        self.name = name
+        self.concurrency = concurrency
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.analyser: Analyser | None = None
+        self.limit: asyncio.Semaphore | None = None
+
+    def setup(self, worker: Any) -> None:
+        datastore = self.plan.task.datastore
+        if not os.path.isdir(os.path.join(datastore, "results")):
+            raise WorkerCannotRun(
+                f"Dask worker {worker.address} cannot see the datastore {datastore} (no results/ folder there): "
+                "every worker must see it at the same path (a shared file system)"
+            )
+        p = self.plan.provenance
+        if p.script_path is not None:
+            try:
+                sha = file_sha256(p.script_path)
+            except OSError as e:
+                raise WorkerCannotRun(f"Dask worker {worker.address} cannot read the script {p.script_path}: {e}") from None
+            if sha != p.script_sha256:
+                raise WorkerCannotRun(
+                    f"Dask worker {worker.address} sees another {p.script_path} (sha256 {sha[:12]}..., the client's "
+                    f"{p.script_sha256[:12] if p.script_sha256 else ''}...): every worker must see the same datastore"
+                )
+        concurrency = self.concurrency or max(1, worker.state.nthreads)
+        plugins = None
+        if p.analysis is not None:
+            from bridgehost.plugins import load_plugins
+
+            plugins = load_plugins()
+        task = msgspec.structs.replace(self.plan.task, concurrency=concurrency, prefork=min(64, concurrency + 1))
+        self.analyser = Analyser(msgspec.structs.replace(self.plan, task=task), plugins)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bh-reanalyze", daemon=True)
+        self.thread.start()
+
+        async def start() -> None:
+            self.limit = asyncio.Semaphore(concurrency)
+            assert self.analyser is not None
+            await self.analyser.start()
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result()
+
+    def teardown(self, worker: Any) -> None:
+        if self.loop is None:
+            return
+        if self.analyser is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.analyser.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.thread.join(10)
+        self.loop.close()
+        self.loop = None
+
+    def run_group(self, keys: list[list[str]]) -> bytes:
+        """Run ``keys`` (at most ``concurrency`` at once on this worker),
+        record each; their rows as JSON."""
+        assert self.loop is not None and self.analyser is not None
+
+        async def one(key: RunKey) -> Row:
+            assert self.limit is not None and self.analyser is not None
+            async with self.limit:
+                record = await self.analyser.run(key)
+            return await asyncio.to_thread(self.analyser.record, key, record)
+
+        async def group() -> list[Row]:
+            return list(await asyncio.gather(*(one(RunKey(*k)) for k in keys)))
+
+        return msgspec.json.encode(asyncio.run_coroutine_threadsafe(group(), self.loop).result())
+
+
+def _run_group(plugin: str, keys: list[list[str]]) -> bytes:
+    """The Dask task: a group of runs on this worker's zygote."""
+    worker = get_worker()
+    try:
+        zygote = worker.plugins[plugin]
+    except KeyError:
+        raise WorkerCannotRun(f"Dask worker {worker.address} has no {plugin} plugin (it failed to start: see its log)") from None
+    return zygote.run_group(keys)
+
+
+def _probe(address: str) -> None:
+    """Fail at once (``OSError``) if nothing listens at a ``tcp://`` address:
+    distributed itself retries a refused connection until its timeout."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.scheme == "tcp" and parts.hostname and parts.port:
+        socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_S).close()
+
+
+class DaskExecutor:
+    """Runs a batch on the Dask cluster at ``scheduler`` (``tcp://HOST:PORT``),
+    or on a ``LocalCluster`` of worker processes on 127.0.0.1 (``local``).
+    ``workers``: runs at once per Dask worker (default: its threads); with
+    ``local``, also the number of worker processes (default: the CPUs)."""
+
+    def __init__(self, plan: Plan, scheduler: str, *, workers: int | None = None):
+        self.plan = plan
+        self.scheduler = scheduler
+        self.workers = workers
+        self.name = f"bridgehost-reanalyze-{uuid.uuid4().hex[:8]}"
+
+    async def _connect(self, stack: contextlib.AsyncExitStack) -> Client:
+        from bridgehost_analysis.batch.core import BadBatch
+
+        if self.scheduler == "local":
+            cluster = await stack.enter_async_context(
+                LocalCluster(
+                    n_workers=self.workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    asynchronous=True,
+                )
+            )
+            return await stack.enter_async_context(Client(cluster, asynchronous=True))
+        try:
+            await asyncio.to_thread(_probe, self.scheduler)
+            client = Client(self.scheduler, asynchronous=True, timeout=CONNECT_S)
+            await asyncio.wait_for(client, CONNECT_S + 1)
+        except ValueError as e:  # not an address distributed can parse
+            raise BadBatch("--scheduler", f"{self.scheduler!r} is not a Dask scheduler address ({e})", "give tcp://HOST:PORT or 'local'") from None
+        except (OSError, TimeoutError) as e:
+            raise BadBatch(
+                "--scheduler",
+                f"the Dask scheduler at {self.scheduler} did not answer within {CONNECT_S:.0f} s ({e})",
+                "check the address (tcp://HOST:8786), start one with 'dask scheduler', or use --scheduler local",
+            ) from None
+        stack.push_async_callback(client.close)
+        return client
+
+    async def execute(self, keys: Iterator[RunKey], emit: Callable[[Row], None], stop: asyncio.Event) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await self._connect(stack)
+            info = client.scheduler_info()
+            if not info.get("workers"):
+                await client.wait_for_workers(1, timeout=30)
+            await client.register_plugin(ZygotePlugin(self.plan, self.name, self.workers if self.scheduler != "local" else 1), name=self.name)
+            stack.push_async_callback(self._unregister, client)
+            await self._stream(client, keys, emit, stop)
+
+    async def _unregister(self, client: Client) -> None:
+        with contextlib.suppress(Exception):  # a worker that went away has nothing to stop
+            await client.unregister_worker_plugin(self.name)
+
+    async def _stream(self, client: Client, keys: Iterator[RunKey], emit: Callable[[Row], None], stop: asyncio.Event) -> None:
+        groups: dict[str, tuple[Any, list[RunKey]]] = {}
+        pending = as_completed(with_results=True, raise_errors=False)
+        size = 1  # runs per group; grows to about GROUP_S of work once runs are timed
+        durations: list[float] = []
+        exhausted = False
+
+        def threads() -> int:
+            return sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or 1
+
+        def submit() -> None:
+            nonlocal exhausted
+            limit = IN_FLIGHT_PER_THREAD * threads()
+            while not exhausted and not stop.is_set() and len(groups) < limit:
+                group = list(itertools.islice(keys, size))
+                if not group:
+                    exhausted = True
+                    return
+                future = client.submit(_run_group, self.name, [list(k) for k in group], pure=False, key=f"{self.name}-{uuid.uuid4().hex}")
+                groups[future.key] = (future, group)
+                pending.add(future)
+
+        submit()
+        try:
+            async for future, result in pending:
+                _, group = groups.pop(future.key)
+                if isinstance(result, BaseException):
+                    if isinstance(result, WorkerCannotRun):
+                        raise result
+                    for key in group:
+                        emit(Row(run=str(key), status="CRASH", error=f"the Dask task running it failed: {type(result).__name__}: {result}"))
+                else:
+                    for row in _rows(result):
+                        durations.append(row.duration_s)
+                        emit(row)
+                    del durations[:-200]
+                    mean = sum(durations) / len(durations) if durations else 0.0
+                    per_thread = mean / max(1, self.workers or 1)
+                    size = max(1, min(MAX_GROUP, int(GROUP_S / per_thread) if per_thread > 0 else MAX_GROUP))
+                submit()
+        finally:
+            if groups:  # interrupted: what has not come back is left for the next batch
+                with contextlib.suppress(Exception):
+                    await client.cancel([future for future, _ in groups.values()])
