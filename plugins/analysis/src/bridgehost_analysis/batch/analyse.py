@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 from bridgehost.errors import JobError
 from bridgehost.jobs import Status
 
-from bridgehost_analysis.batch.provenance import Provenance, Record, record_path, write_record
+from bridgehost_analysis.batch.provenance import RECORDS_DIR, Provenance, Record, record_name, write_record
 from bridgehost_analysis.batch.selection import RunKey
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 
@@ -86,7 +88,7 @@ class _Host:
     datastore path is absolute here) and the plugins (registered analyses)."""
 
     plugins: Any
-    config: Any = field(default_factory=lambda: type("C", (), {"base_dir": Path("/")})())
+    config: Any = field(default_factory=lambda: SimpleNamespace(base_dir=Path("/")))
 
 
 class Analyser:
@@ -102,6 +104,8 @@ class Analyser:
         self.plan = plan
         host = _Host(plugins)
         self.tasks = [AnalysisTask(plan.task, host) for _ in range(max(1, zygotes))]
+        self.results = str(self.tasks[0].store.results_dir)
+        self.record_name = record_name(plan.provenance)
 
     async def start(self) -> None:
         """Start every zygote; raises ``ZygoteFailed`` if one cannot start."""
@@ -150,8 +154,9 @@ class Analyser:
     def record(self, key: RunKey, record: Record) -> Row:
         """Write ``record`` into the run's folder (blocking: fsyncs); its row.
         A run whose folder does not exist gets no record (nor a folder)."""
-        path = record_path(Path(self.tasks[0].store.results_dir, *key), self.plan.provenance)
-        if path.parent.parent.is_dir():
+        run_path = os.path.join(self.results, *key)
+        path = os.path.join(run_path, RECORDS_DIR, self.record_name)
+        if os.path.isdir(run_path):
             try:
                 write_record(path, record)
             except OSError as e:

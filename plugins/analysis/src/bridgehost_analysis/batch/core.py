@@ -35,8 +35,9 @@ from bridgehost_analysis.batch.provenance import (
     file_sha256,
     is_done,
     params_sha256,
+    RECORDS_DIR,
     read_record,
-    record_path,
+    record_name,
 )
 from bridgehost_analysis.batch.selection import BadRunList, RunKey, read_run_list, scan
 from bridgehost_analysis.datastore import Datastore, InvalidScript
@@ -345,12 +346,12 @@ class Batch:
         """The selected runs still to analyse; rows of those already done
         are emitted on the way (unless ``force``)."""
         provenance, save, force = self.plan.provenance, self.options.save, self.options.force
-        results = self.store.results_dir
+        results, name = str(self.store.results_dir), record_name(provenance)
         for key in self.selection():
             if stop.is_set():
                 return
             if not force:
-                record = read_record(record_path(Path(results, *key), provenance))
+                record = read_record(os.path.join(results, *key, RECORDS_DIR, name))
                 if record is not None and is_done(record, provenance, save=save):
                     emit(row_of(key, record, skipped=True))
                     continue

@@ -100,18 +100,23 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def record_path(run_path: str | os.PathLike[str], provenance: Provenance) -> Path:
-    """Where the record of ``provenance``'s analysis of a run is kept: the
-    label, percent-encoded into one file name."""
-    return Path(run_path, RECORDS_DIR, urllib.parse.quote(provenance.label, safe="") + ".json")
+def record_name(provenance: Provenance) -> str:
+    """The file name of ``provenance``'s records: its label, percent-encoded."""
+    return urllib.parse.quote(provenance.label, safe="") + ".json"
 
 
-def read_record(path: Path) -> Record | None:
+def record_path(run_path: str | os.PathLike[str], provenance: Provenance) -> str:
+    """Where the record of ``provenance``'s analysis of a run is kept."""
+    return os.path.join(run_path, RECORDS_DIR, record_name(provenance))
+
+
+def read_record(path: str | os.PathLike[str]) -> Record | None:
     """The record at ``path``; ``None`` if there is none or it does not
     decode (a record from a future version, a file edited by hand: the run
     is then analysed again, which rewrites it)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -120,8 +125,9 @@ def read_record(path: Path) -> Record | None:
         return None
 
 
-def write_record(path: Path, record: Record) -> None:
+def write_record(path: str | os.PathLike[str], record: Record) -> None:
     """Write ``record`` atomically and durably (``write_atomic``)."""
+    path = Path(path)
     make_dirs(path.parent)
     write_atomic(path, msgspec.json.encode(record))
 

@@ -1,0 +1,201 @@
+"""bridgehost reanalyze: a datastore re-analysed on all cores and on Dask.
+
+Generates, in a temporary folder it removes, ``--runs`` traction-like runs
+(``--samples`` samples each: one run written by the example's generator,
+``bridgehost_analysis.traction.generate_run``, then copied under other run
+ids) and ``--tiny`` tiny runs (a ``project.json`` and one cycle), and
+prints one JSON line:
+
+- ``runs``: traction runs in the main measurement;
+- ``local_runs_per_s``: the seed's ``analyze_traction.py`` over them,
+  ``bridgehost reanalyze`` (a subprocess), local executor, all CPUs;
+- ``naive_runs_per_s``: the obvious way, one ``python`` process per run
+  that reads the run (json, ``np.load``) and calls the script, one after the
+  other over a sample of ``--naive`` runs;
+- ``inprocess_runs_per_s``: the same script called in a loop in this
+  process on ``Run.ctx()``, no isolation, one core, over ``--inprocess`` runs;
+- ``ratio_vs_naive``, ``ratio_vs_inprocess``: ``local_runs_per_s`` over those;
+- ``dask_runs_per_s``: the same runs (``--force``) on a ``LocalCluster`` of
+  2 worker processes, 1 thread each, started beforehand (its start,
+  ``dask_cluster_start_s``, is not in the rate; connecting and starting the
+  workers' zygotes is);
+- ``trivial_runs_per_s``: a trivial script over the tiny runs (the command's
+  own rate, from its summary); ``cpu_ms_per_run_trivial``: CPU time of the
+  command and every process under it (zygotes, runs, record writers) per
+  run: the pure cost of isolation plus the provenance record;
+- ``client_rss_mb``: peak RSS of the command driving the tiny batch;
+- ``resume_s``: the same tiny-run command again, everything already done
+  (wall time of the command, its start included);
+- ``loadavg``: other work on the machine skews every rate.
+
+    uv run python bench/reanalyze.py [--runs 2000] [--tiny 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bridgehost_analysis.datastore import Datastore
+from bridgehost_analysis.traction import SCRIPT, generate_run
+
+TRIVIAL = "def calculate_results(ctx):\n    return {'n': len(ctx['cycle_history'])}\n"
+COMMAND = """
+import json, resource, sys, time
+from bridgehost.cli import main
+t0 = time.perf_counter()
+code = main(sys.argv[1:])
+wall = time.perf_counter() - t0
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"code": code, "wall_s": wall, "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+                  "rss_mb": me.ru_maxrss / 1024}), file=sys.stderr)
+"""
+NAIVE = """
+import importlib.util, json, os, sys
+import numpy as np
+root, project_id, definition_id, run_id, script = sys.argv[1:]
+run = os.path.join(root, "results", project_id, definition_id, run_id)
+def read(name):
+    try:
+        with open(os.path.join(run, name)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+with open(os.path.join(run, "cycle_history.jsonl")) as f:
+    cycles = [json.loads(line) for line in f if line.strip()]
+traces = {}
+for trace in os.listdir(os.path.join(run, "traces")):
+    folder = os.path.join(run, "traces", trace)
+    traces[trace] = {c[:-4]: np.load(os.path.join(folder, c)).tolist() for c in os.listdir(folder)}
+ctx = {"project": read("project.json"), "configuration": read("configuration.json"), "results": read("results.json"),
+       "cycle_history": cycles, "raw_data": traces, "run_id": run_id, "custom_params": {},
+       "project_id": project_id, "definition_id": definition_id}
+spec = importlib.util.spec_from_file_location("script", os.path.join(root, "scripts", script))
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps(module.calculate_results(ctx)))
+"""
+
+
+def command(*args: str) -> tuple[dict, str]:
+    """Run ``bridgehost reanalyze ARGS`` in a new interpreter; its figures and stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", COMMAND, "reanalyze", *args, "--no-progress"], capture_output=True, text=True
+    )
+    figures = json.loads(done.stderr.strip().splitlines()[-1])
+    if figures["code"] not in (0,):
+        raise SystemExit(f"reanalyze {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    return figures, done.stdout.strip().splitlines()[-1]
+
+
+def rate(summary: str) -> float:
+    return float(summary.rsplit(",", 1)[1].split()[0])
+
+
+def make_traction(root: Path, count: int, samples: int) -> Datastore:
+    first = generate_run(root, run_id="run-00000", samples=samples)
+    store = first.store
+    for i in range(1, count):
+        shutil.copytree(first.path, store.run(first.project_id, first.definition_id, f"run-{i:05d}").path)
+    return store
+
+
+def make_tiny(root: Path, count: int) -> Datastore:
+    store = Datastore(root)
+    store.scripts_dir.mkdir(parents=True)
+    (store.scripts_dir / "trivial.py").write_text(TRIVIAL)
+    for i in range(count):
+        folder = store.run("tiny", f"def-{i // 1000:02d}", f"run-{i:05d}").path
+        folder.mkdir(parents=True)
+        (folder / "project.json").write_text('{"customer": "bench"}')
+        (folder / "cycle_history.jsonl").write_text('{"cycle_index": 1}\n')
+    return store
+
+
+def naive(store: Datastore, runs: list, script: str) -> float:
+    t0 = time.perf_counter()
+    for run in runs:
+        subprocess.run([sys.executable, "-c", NAIVE, str(store.root), *run.ids.values(), script], check=True, capture_output=True)
+    return len(runs) / (time.perf_counter() - t0)
+
+
+def inprocess(store: Datastore, runs: list, script: str) -> float:
+    spec = importlib.util.spec_from_file_location("bench_script", store.scripts_dir / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    t0 = time.perf_counter()
+    for run in runs:
+        module.calculate_results(run.ctx())
+    return len(runs) / (time.perf_counter() - t0)
+
+
+def dask_rate(store: Datastore) -> tuple[float, float]:
+    from distributed import LocalCluster
+
+    t0 = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        started = time.perf_counter() - t0
+        _, summary = command(str(store.root), "--script", SCRIPT, "--force", "--scheduler", cluster.scheduler_address)
+    return rate(summary), started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=45_200)
+    parser.add_argument("--tiny", type=int, default=20_000)
+    parser.add_argument("--naive", type=int, default=100)
+    parser.add_argument("--inprocess", type=int, default=500)
+    parser.add_argument("--no-dask", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bridgehost-bench-") as tmp:
+        store = make_traction(Path(tmp) / "traction", args.runs, args.samples)
+        sample = [store.run("acme-traction", "translational-traction", f"run-{i:05d}") for i in range(args.runs)]
+        _, summary = command(str(store.root), "--script", SCRIPT)
+        local = rate(summary)
+        naive_rate = naive(store, sample[: args.naive], SCRIPT)
+        inprocess_rate = inprocess(store, sample[: args.inprocess], SCRIPT)
+        dask, cluster_s = (None, None) if args.no_dask else dask_rate(store)
+        shutil.rmtree(store.root)
+
+        tiny = make_tiny(Path(tmp) / "tiny", args.tiny)
+        first, summary = command(str(tiny.root), "--script", "trivial.py")
+        trivial = rate(summary)
+        again, _ = command(str(tiny.root), "--script", "trivial.py")
+    print(
+        json.dumps(
+            {
+                "benchmark": "reanalyze",
+                "runs": args.runs,
+                "local_runs_per_s": local,
+                "naive_runs_per_s": round(naive_rate, 1),
+                "inprocess_runs_per_s": round(inprocess_rate, 1),
+                "ratio_vs_naive": round(local / naive_rate, 2),
+                "ratio_vs_inprocess": round(local / inprocess_rate, 2),
+                "dask_runs_per_s": dask,
+                "dask_cluster_start_s": round(cluster_s, 2) if cluster_s is not None else None,
+                "tiny_runs": args.tiny,
+                "trivial_runs_per_s": trivial,
+                "cpu_ms_per_run_trivial": round(first["cpu_s"] / args.tiny * 1000, 2),
+                "client_rss_mb": round(first["rss_mb"], 1),
+                "resume_s": round(again["wall_s"], 2),
+                "cpus": os.cpu_count(),
+                "loadavg": [round(x, 2) for x in os.getloadavg()],
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
