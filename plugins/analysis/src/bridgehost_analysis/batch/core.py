@@ -26,7 +26,6 @@ from typing import Any, Protocol
 import msgspec
 from bridgehost import __version__ as bridgehost_version
 from bridgehost.errors import ConfigError, InvalidField, UnknownKindError
-from bridgehost.registry import Kind
 
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row, row_of
 from bridgehost_analysis.batch.output import Output, OutputError, check_output
@@ -41,6 +40,7 @@ from bridgehost_analysis.batch.provenance import (
 )
 from bridgehost_analysis.batch.selection import BadRunList, RunKey, read_run_list, scan
 from bridgehost_analysis.datastore import Datastore, InvalidScript
+from bridgehost_analysis.hookspecs import ANALYSES
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.task import AnalysisTaskConfig, check_function
 
@@ -364,17 +364,17 @@ def _provenance(options: Options, store: Datastore, plugins: Any, params_hash: s
     if options.analysis is not None:
         if options.function is not None:
             raise BadBatch("--function", "goes with --script; a registered analysis is one function already")
-        registry = plugins.registry(Kind.ANALYSIS)
+        catalog = plugins.catalog(ANALYSES)
         try:
-            entry = registry.get(options.analysis)
+            entry = catalog.get(options.analysis)
         except UnknownKindError as e:
             raise BadBatch("--analysis", e.message, e.hint) from None
-        info = plugins.infos.get(entry.plugin)
+        info = plugins.infos.get(catalog.owners[options.analysis])
         return Provenance(
             analysis=options.analysis,
             distribution=getattr(info, "distribution", None),
             version=getattr(info, "version", None),
-            function=str(entry.factory).partition(":")[2],
+            function=entry.target.partition(":")[2],
             custom_params_sha256=params_hash,
             bridgehost_version=bridgehost_version,
         )
