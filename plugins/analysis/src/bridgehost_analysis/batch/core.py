@@ -18,14 +18,14 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 from bridgehost import __version__ as bridgehost_version
-from bridgehost.errors import ConfigError, InvalidField, UnknownKindError
+from bridgehost.errors import ConfigError, UnknownKindError
 
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row, row_of
 from bridgehost_analysis.batch.output import Output, OutputError, check_output
