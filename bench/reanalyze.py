@@ -19,6 +19,8 @@ prints one JSON line:
   2 worker processes, 1 thread each, started beforehand (its start,
   ``dask_cluster_start_s``, is not in the rate; connecting and starting the
   workers' zygotes is);
+- ``dask_empty_tasks_per_s``: no-op tasks per second on that cluster (what
+  a task costs the scheduler and workers: why runs are grouped);
 - ``trivial_runs_per_s``: a trivial script over the tiny runs (the command's
   own rate, from its summary); ``cpu_ms_per_run_trivial``: CPU time of the
   command and every process under it (zygotes, runs, record writers) per
@@ -138,14 +140,26 @@ def inprocess(store: Datastore, runs: list, script: str) -> float:
     return len(runs) / (time.perf_counter() - t0)
 
 
-def dask_rate(store: Datastore) -> tuple[float, float]:
-    from distributed import LocalCluster
+def _noop(i: int) -> int:
+    return i
+
+
+def dask_rate(store: Datastore, empty_tasks: int) -> tuple[float, float, float]:
+    """The batch's rate on a 2-process LocalCluster, the cluster's start
+    time, and how many empty tasks per second it runs (the scheduler's and
+    workers' cost per task, which grouping runs into tasks amortises)."""
+    from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
         started = time.perf_counter() - t0
         _, summary = command(str(store.root), "--script", SCRIPT, "--force", "--scheduler", cluster.scheduler_address)
-    return rate(summary), started
+        with Client(cluster) as client:
+            client.gather(client.map(_noop, range(100), pure=False))  # warm
+            t1 = time.perf_counter()
+            client.gather(client.map(_noop, range(empty_tasks), pure=False))
+            tasks_per_s = empty_tasks / (time.perf_counter() - t1)
+    return rate(summary), started, tasks_per_s
 
 
 def main() -> int:
@@ -155,6 +169,7 @@ def main() -> int:
     parser.add_argument("--tiny", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=100)
     parser.add_argument("--inprocess", type=int, default=500)
+    parser.add_argument("--empty-tasks", type=int, default=2000, help="no-op Dask tasks timed on the LocalCluster")
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bridgehost-bench-") as tmp:
@@ -164,7 +179,7 @@ def main() -> int:
         local = rate(summary)
         naive_rate = naive(store, sample[: args.naive], SCRIPT)
         inprocess_rate = inprocess(store, sample[: args.inprocess], SCRIPT)
-        dask, cluster_s = (None, None) if args.no_dask else dask_rate(store)
+        dask, cluster_s, tasks_per_s = (None, None, None) if args.no_dask else dask_rate(store, args.empty_tasks)
         shutil.rmtree(store.root)
 
         tiny = make_tiny(Path(tmp) / "tiny", args.tiny)
@@ -183,6 +198,7 @@ def main() -> int:
                 "ratio_vs_inprocess": round(local / inprocess_rate, 2),
                 "dask_runs_per_s": dask,
                 "dask_cluster_start_s": round(cluster_s, 2) if cluster_s is not None else None,
+                "dask_empty_tasks_per_s": round(tasks_per_s, 1) if tasks_per_s is not None else None,
                 "tiny_runs": args.tiny,
                 "trivial_runs_per_s": trivial,
                 "cpu_ms_per_run_trivial": round(first["cpu_s"] / args.tiny * 1000, 2),
