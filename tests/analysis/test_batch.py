@@ -17,7 +17,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from bridgehost_analysis.batch import BadBatch, Options, reanalyze, read_run_list, scan
+
+from bridgehost_analysis.batch import BadBatch, Options, read_run_list, reanalyze, scan
 from bridgehost_analysis.batch.provenance import RECORDS_DIR, Record
 from bridgehost_analysis.batch.selection import BadRunList, RunKey
 from bridgehost_analysis.datastore import Datastore
@@ -185,9 +186,9 @@ def test_bad_options_name_what_is_wrong(tmp_path: Path) -> None:
     store = make_store(tmp_path / "ds", {"acme": 2})
     with pytest.raises(BadBatch, match=r"no run matched --project 'nobody\*' --definition '\*' --run '\*'"):
         reanalyze(Options(datastore=store.root, script="count.py", project="nobody*"))
-    with pytest.raises(BadBatch, match="--script.*missing.py"):
+    with pytest.raises(BadBatch, match=r"--script.*missing\.py"):
         reanalyze(Options(datastore=store.root, script="missing.py"))
-    with pytest.raises(BadBatch, match="--output.*unknown format '.xlsx'"):
+    with pytest.raises(BadBatch, match=r"--output.*unknown format '\.xlsx'"):
         reanalyze(Options(datastore=store.root, script="count.py", output=tmp_path / "o.xlsx"))
 
 
@@ -232,7 +233,7 @@ def test_an_interrupted_batch_resumes_without_losing_or_duplicating_a_row(tmp_pa
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(how)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, _ = proc.communicate(timeout=60)
     recorded = {p.parts[-3] for p in store.results_dir.glob(f"acme/traction/*/{RECORDS_DIR}/*.json")}
     assert 4 <= len(recorded) < 24
     if how == signal.SIGINT:

@@ -22,8 +22,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from bridgehost_analysis.batch.provenance import RECORDS_DIR  # noqa: E402
-from bridgehost_analysis.datastore import Datastore  # noqa: E402
+from bridgehost_analysis.batch.provenance import RECORDS_DIR
+from bridgehost_analysis.datastore import Datastore
 
 DASK = str(Path(sys.executable).with_name("dask"))
 COUNT = """

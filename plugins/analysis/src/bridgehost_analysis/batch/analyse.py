@@ -23,9 +23,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-from bridgehost.errors import JobError
-from bridgehost.jobs import Status
 
+from bridgehost.errors import JobError
+from bridgehost.jobs import Job, Request, Status
 from bridgehost_analysis.batch.provenance import RECORDS_DIR, Provenance, Record, record_name, write_record
 from bridgehost_analysis.batch.selection import RunKey
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
@@ -75,14 +75,6 @@ def row_of(key: RunKey | str, record: Record, *, skipped: bool) -> Row:
 
 
 @dataclass
-class _Job:
-    """What ``AnalysisTask.run`` uses of a host's ``Job``."""
-
-    params: dict[str, Any]
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(default=log)
-
-
-@dataclass
 class _Host:
     """What ``AnalysisTask`` uses of a ``Host``: the config's folder (the
     datastore path is absolute here) and the plugins (registered analyses)."""
@@ -126,10 +118,13 @@ class Analyser:
         """Run ``key`` on zygote ``slot``; its record, not yet written."""
         task = self.tasks[slot % len(self.tasks)]
         config = self.plan.task
-        job = _Job(
-            {"project_id": key.project_id, "definition_id": key.definition_id, "run_id": key.run_id,
-             "custom_params": self.plan.custom_params}
-        )
+        job = Job(Request(
+            task="reanalyze",
+            params={"project_id": key.project_id, "definition_id": key.definition_id, "run_id": key.run_id,
+                    "custom_params": self.plan.custom_params},
+            source="reanalyze",
+            ref=str(key),
+        ))
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         result: Any = None

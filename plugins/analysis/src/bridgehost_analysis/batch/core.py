@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+
 from bridgehost import __version__ as bridgehost_version
 from bridgehost.errors import ConfigError, UnknownKindError
-
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row, row_of
 from bridgehost_analysis.batch.output import Output, OutputError, check_output
 from bridgehost_analysis.batch.provenance import (
+    RECORDS_DIR,
     Provenance,
     file_sha256,
     is_done,
     params_sha256,
-    RECORDS_DIR,
     read_record,
     record_name,
 )
@@ -407,14 +407,14 @@ class Progress:
         if show is None:
             show = sys.stderr.isatty()
         if show:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]
 
             self.bar = tqdm(total=total, unit="run", dynamic_ncols=True, smoothing=0.1)
 
     def update(self, done: int, failed: int) -> None:
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
-            if failed and self.bar.n % 50 == 0 or done == self.total:
+            if (failed and self.bar.n % 50 == 0) or done == self.total:
                 self.bar.set_postfix(failed=failed, refresh=False)
             return
         now = time.perf_counter()

@@ -31,12 +31,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from bridgehost.errors import BridgehostError
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
+from bridgehost.errors import BridgehostError
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row
 from bridgehost_analysis.batch.provenance import file_sha256
 from bridgehost_analysis.batch.selection import RunKey
@@ -144,10 +144,9 @@ class ZygotePlugin(WorkerPlugin):
 def _run_group(plugin: str, keys: list[list[str]]) -> bytes:
     """The Dask task: a group of runs on this worker's zygote."""
     worker = get_worker()
-    try:
-        zygote = worker.plugins[plugin]
-    except KeyError:
-        raise WorkerCannotRun(f"Dask worker {worker.address} has no {plugin} plugin (it failed to start: see its log)") from None
+    zygote = worker.plugins.get(plugin)
+    if not isinstance(zygote, ZygotePlugin):
+        raise WorkerCannotRun(f"Dask worker {worker.address} has no {plugin} plugin (it failed to start: see its log)")
     return zygote.run_group(keys)
 
 
@@ -206,9 +205,8 @@ class DaskExecutor:
     async def execute(self, keys: Iterator[RunKey], emit: Callable[[Row], None], stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
             client = await self._connect(stack)
-            info = client.scheduler_info()
-            if not info.get("workers"):
-                await client.wait_for_workers(1, timeout=30)
+            if not client.scheduler_info().get("workers"):
+                await cast(Any, client).wait_for_workers(1, timeout=30)  # a coroutine: the client is asynchronous
             await client.register_plugin(ZygotePlugin(self.plan, self.name, self.workers if self.scheduler != "local" else 1), name=self.name)
             stack.push_async_callback(self._unregister, client)
             await self._stream(client, keys, emit, stop)
@@ -236,13 +234,13 @@ class DaskExecutor:
                     exhausted = True
                     return
                 future = client.submit(_run_group, self.name, [list(k) for k in group], pure=False, key=f"{self.name}-{uuid.uuid4().hex}")
-                groups[future.key] = (future, group)
+                groups[str(future.key)] = (future, group)
                 pending.add(future)
 
         submit()
         try:
             async for future, result in pending:
-                _, group = groups.pop(future.key)
+                _, group = groups.pop(str(future.key))
                 if isinstance(result, BaseException):
                     if isinstance(result, WorkerCannotRun):
                         raise result

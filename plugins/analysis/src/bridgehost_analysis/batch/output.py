@@ -49,7 +49,7 @@ def check_output(path: Path) -> None:
         raise OutputError(f"--output {path}: the folder {path.parent} does not exist; create it first")
     if path.suffix == ".parquet":
         try:
-            import pyarrow  # noqa: F401
+            import pyarrow  # type: ignore[import-untyped]  # noqa: F401
         except ImportError:
             raise OutputError(
                 "--output .parquet needs pyarrow: pip install 'bridgehost-analysis[parquet]' (or write .csv or .jsonl)"
@@ -79,7 +79,7 @@ class Output:
     def __init__(self, path: Path):
         self.path = path
         self.spool_path = path.with_name(path.name + ".partial")
-        self.spool = open(self.spool_path, "wb")
+        self.spool = open(self.spool_path, "wb")  # noqa: SIM115 -- open for the batch's life, closed by finish()
         self.columns: dict[str, None] = dict.fromkeys(FIXED)  # ordered set: first seen first
         self.rows = 0
 
@@ -122,7 +122,7 @@ class Output:
 
     def _write_parquet(self) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         types = {c: _kind(None) for c in self.columns}
         for row in self._read():  # a first pass for the column types

@@ -108,7 +108,7 @@ def read_run_list(path: str | os.PathLike[str]) -> Iterator[RunKey]:
                     "(three ids separated by '/', e.g. acme/traction/2026-04-20T12-00-00Z)"
                 )
             try:
-                for field, value in zip(("project_id", "definition_id", "run_id"), parts):
+                for field, value in zip(("project_id", "definition_id", "run_id"), parts, strict=True):
                     check_id(field, value)
             except InvalidId as e:
                 raise BadRunList(f"{path}, line {number}: {e}") from None
