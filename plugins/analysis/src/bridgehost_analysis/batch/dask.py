@@ -203,6 +203,10 @@ class DaskExecutor:
         return client
 
     async def execute(self, keys: Iterator[RunKey], emit: Callable[[Row], None], stop: asyncio.Event) -> None:
+        first = next(keys, None)  # skipped runs come first: no cluster when nothing is left to do
+        if first is None:
+            return
+        keys = itertools.chain([first], keys)
         async with contextlib.AsyncExitStack() as stack:
             client = await self._connect(stack)
             if not client.scheduler_info().get("workers"):
