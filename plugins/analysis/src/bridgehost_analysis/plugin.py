@@ -1,5 +1,6 @@
-"""The bridgehost plugin: registers the ``analysis`` task kind and the
-``traction.max_force`` analysis (AutoCore's example traction script, by name)."""
+"""The bridgehost plugin: registers the ``analysis`` task kind, the
+``traction.max_force`` analysis (AutoCore's example traction script, by
+name) and the ``bridgehost reanalyze`` command."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bridgehost import hookimpl
 from bridgehost_analysis import hookspecs
 
 if TYPE_CHECKING:
+    from bridgehost.commands import PluginCommands
     from bridgehost.registry import PluginCatalog, PluginRegistry
 
     from bridgehost_analysis.hookspecs import NamedAnalysis
@@ -40,6 +42,13 @@ def register_analyses(registry: PluginCatalog[NamedAnalysis]) -> None:
         "bridgehost_analysis.traction.scripts.analyze_traction:calculate_results",
         summary="AutoCore's example traction analysis: max_force and avg_force of the run's force trace",
     )
+
+
+@hookimpl
+def register_commands(commands: PluginCommands) -> None:
+    from bridgehost_analysis.batch import command  # argparse only: the batch loads when the command runs
+
+    commands.add("reanalyze", command.run, configure=command.configure, help=command.HELP)
 
 
 @hookimpl

@@ -16,19 +16,22 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from bridgehost.errors import JobError
 from bridgehost.jobs import Job, Request, Status
+from bridgehost.registry import Catalog, CatalogSpec
 from bridgehost_analysis.batch.provenance import RECORDS_DIR, Provenance, Record, record_name, write_record
 from bridgehost_analysis.batch.selection import RunKey
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
+
+if TYPE_CHECKING:
+    from bridgehost.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +77,23 @@ def row_of(key: RunKey | str, record: Record, *, skipped: bool) -> Row:
     )
 
 
+class _NoPlugins:
+    """No plugin loaded: an empty catalog of registered analyses (a batch of a
+    script needs none, and loading every plugin costs a second)."""
+
+    def catalog(self, spec: CatalogSpec[Any]) -> Catalog[Any]:
+        return Catalog(spec)
+
+
 @dataclass
 class _Host:
-    """What ``AnalysisTask`` uses of a ``Host``: the config's folder (the
-    datastore path is absolute here) and the plugins (registered analyses)."""
+    """What ``AnalysisTask`` uses of a ``Host``: ``path`` (the batch's
+    datastore path is absolute already) and ``plugins`` (registered analyses)."""
 
     plugins: Any
-    config: Any = field(default_factory=lambda: SimpleNamespace(base_dir=Path("/")))
+
+    def path(self, value: str | os.PathLike[str]) -> Path:
+        return Path(value).expanduser()
 
 
 class Analyser:
@@ -94,7 +107,7 @@ class Analyser:
 
     def __init__(self, plan: Plan, plugins: Any, *, zygotes: int = 1):
         self.plan = plan
-        host = _Host(plugins)
+        host = cast("Host", _Host(plugins if plugins is not None else _NoPlugins()))
         self.tasks = [AnalysisTask(plan.task, host) for _ in range(max(1, zygotes))]
         self.results = str(self.tasks[0].store.results_dir)
         self.record_name = record_name(plan.provenance)
