@@ -29,5 +29,16 @@ _EXPORTS = {
     "read_run_list": "bridgehost_analysis.batch.selection",
     "scan": "bridgehost_analysis.batch.selection",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BadBatch",
+    "Batch",
+    "Options",
+    "Provenance",
+    "Record",
+    "RunKey",
+    "Summary",
+    "read_run_list",
+    "reanalyze",
+    "scan",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
