@@ -7,7 +7,7 @@ ids) and ``--tiny`` tiny runs (a ``project.json`` and one cycle), and
 prints one JSON line:
 
 - ``runs``: traction runs in the main measurement;
-- ``local_runs_per_s``: the seed's ``analyze_traction.py`` over them,
+- ``local_runs_per_s``: AutoCore's example ``analyze_traction.py`` over them,
   ``bridgehost reanalyze`` (a subprocess), local executor, all CPUs;
 - ``naive_runs_per_s``: the obvious way, one ``python`` process per run
   that reads the run (json, ``np.load``) and calls the script, one after the
