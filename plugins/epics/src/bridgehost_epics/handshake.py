@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bridgehost.text import cut_middle
 from p4p.client.asyncio import Context, Disconnected, Finished
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,23 @@ class PutQueue:
         self._queue.put_nowait((pv, value, optional, done))
         return done
 
+    async def connect(self, pvs: list[str]) -> dict[str, Any]:
+        """Connect the channels of ``pvs`` now, so that their first write does
+        not wait for a search and a connection (about 40 ms on a soft IOC,
+        against a few ms for a write on a connected channel). Gets each PV,
+        all at once, each within ``timeout_s``; p4p keeps the channel open for
+        the writes. Returns ``{pv: value}``, or ``{pv: exception}`` for a PV
+        that did not answer (a ``TimeoutError``) or was refused; never raises."""
+
+        async def one(pv: str) -> Any:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await self.ctxt.get(pv)
+            except Exception as e:
+                return e
+
+        return dict(zip(pvs, await asyncio.gather(*(one(pv) for pv in pvs)), strict=True))
+
     async def drain(self) -> None:
         """Wait until every write asked so far is done."""
         await self.put("", None)
@@ -174,7 +192,7 @@ class PutQueue:
             self.failures += 1
             reason = f"no answer within {self.timeout_s} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             level = logging.DEBUG if pv in self._quiet else logging.WARNING
-            log.log(level, "put %s = %r failed: %s%s", pv, value, reason,
+            log.log(level, "put %s = %s failed: %s%s", pv, cut_middle(repr(value), 200), reason,
                     " (optional PV: further failures logged at DEBUG)" if optional and pv not in self._quiet else "")
             if optional:
                 self._quiet.add(pv)

@@ -56,9 +56,12 @@ RECORDS = {
     "busy": "Busy",
     "heartbeat": "Heartbeat",
     "task_status": "TaskStatus",
-    # The mbbi is "Raw Soft Channel" in epics-bridge's db: a put to VAL is
-    # undone when the record processes, a put to RVAL sets the state.
+    # A "Raw Soft Channel" mbbi (bridgehost.db) undoes a put to VAL when the
+    # record processes; a put to RVAL sets the state.
     "task_status_raw": "TaskStatus.RVAL",
+    # A Soft Channel mbbi (no DTYP, as in epics-bridge's README) takes VAL
+    # and ignores RVAL: the trigger reads DTYP to know which to write.
+    "task_status_dtyp": "TaskStatus.DTYP",
     "task_duration": "TaskDuration",
     "refused": "Refused",
     "log_level": "LogLevel",

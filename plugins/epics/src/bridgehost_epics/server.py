@@ -4,8 +4,9 @@ For a site without an IOC, the demo and the tests: p4p's PV Access server
 with one ``SharedPV`` per record of ``bridgehost.db``, behaving as the IOC's
 records do for what bridgehost relies on. A put of 1 to ``Trigger`` counts
 in ``TriggerCount`` (and to ``Pause``, ``Resume``, ``Halt`` in their own
-counts); a put to ``TaskStatus.RVAL`` sets the ``TaskStatus`` state; every
-other PV holds what was last put.
+counts); a put to ``TaskStatus.RVAL`` sets the ``TaskStatus`` state, whose
+``DTYP`` reads ``Raw Soft Channel`` as in ``bridgehost.db``; every other PV
+holds what was last put.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def standard_records(prefix: str) -> dict[str, SharedPV]:
         pvs.heartbeat: _enum(("Low", "High")),
         pvs.task_status: status,
         pvs.task_status_raw: _scalar("I", 0, handler=_Store(on_raw)),
+        pvs.task_status_dtyp: _enum(("Soft Channel", "Raw Soft Channel", "Async Soft Channel"), index=1),
         pvs.task_duration: _scalar("d", 0.0),
         pvs.refused: _scalar("i", 0),
         pvs.log_level: _enum(LOG_LEVELS, index=1),

@@ -12,6 +12,7 @@ client needs to find it and nothing else.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,6 +79,25 @@ class SoftIoc:
                         self.kill()
                         raise RuntimeError(f"the IOC did not answer {self.probe_pv}; its output:\n"
                                            f"{self.log.read_text()}") from None
+
+    def channels(self, timeout_s: float = 30.0) -> set[str]:
+        """The names of the channels PV Access clients have open on this IOC
+        now (from the IOC's own server report, ``pvxsr 5``; a monitor, a
+        get's channel that p4p keeps open, ``TaskStatus.RVAL`` as such)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        mark = f"channels-{time.monotonic_ns()}"
+        start, end = f"<{mark}>", f"</{mark}>"
+        # the IOC's shell is Python's: ioc() runs an iocsh command (epicscorelibs.ioc)
+        self.proc.stdin.write(f'print("{start}"); ioc("pvxsr 5"); print("{end}")\n'.encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout_s
+        while end not in (text := self.log.read_text(errors="replace")).split(start)[-1]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no server report from the IOC; its output:\n{text}")
+            time.sleep(0.02)
+        report = text.split(start)[-1].split(end)[0]
+        # a channel line: "[peer]   <name> TX=<n> RX=<n> ..." (peer lines say "backlog=")
+        return {name for name in re.findall(r"(\S+) TX=\d+ RX=\d+", report) if name.startswith(self.prefix)}
 
     def client(self) -> Context:
         """A new blocking p4p client context that finds this IOC."""

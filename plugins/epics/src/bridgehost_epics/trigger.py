@@ -40,6 +40,10 @@ from bridgehost_epics.names import PVInterface, StandardPVs
 
 STOP_DRAIN_S = 10.0
 """How long ``stop()`` waits for the last outcomes' PV writes."""
+OPTIONAL_GRACE_S = 0.5
+"""At start, how long the optional PVs (log, step control, Refused) may take
+after the required ones answered; one the database lacks then connects on
+first use (its write fails and is logged, as before)."""
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -108,21 +112,90 @@ class EpicsTrigger:
         self._events: CountedPuts | None = None
         self._writer: PutQueue | None = None
         self._log_pvs: LogPVs | None = None
+        self._status_pv = self.pvs.task_status_raw
+        """Where a status is written: ``TaskStatus.RVAL`` or ``TaskStatus`` (VAL), see ``_set_status_pv``."""
+        self._answered = False
+        self._connections = 0
+        self._reconnect: asyncio.Future[None] | None = None
+        self._connecting: list[asyncio.Future[Any]] = []  # optional PVs still connecting after the grace
 
     async def start(self) -> None:
+        """Connect the channels the handshake writes (and the one the trigger
+        monitors) and find how TaskStatus takes a status, then arm the
+        trigger: the first put after the host reports ready does not wait for
+        channel searches. An IOC that does not answer within ``put_timeout_s``
+        is logged and the host starts anyway; all this is done again when it
+        answers (as after a restart of the IOC)."""
         ctxt = pva.async_context(pva.find(self.host, self.config))
         self._ctxt = ctxt
         self._writer = PutQueue(ctxt, self.config.put_timeout_s)
         count_pv = self.pvs.trigger_count if self.config.trigger_count else None
         if count_pv is None:
             log.warning("%s: trigger_count = false: puts of 1 while Trigger is still 1 are not seen", self.pvs.trigger)
-        self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect)
-        self._events.start()
         if self.config.log_pvs:
             self._log_pvs = LogPVs(ctxt, self._writer, self.pvs, self.config.log_lines, self.config.log_rate_hz)
+        self._answered = await self._connect()
+        self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect)
+        self._events.start()
+        if self._log_pvs is not None:
             self._log_pvs.start()
         if self.steps is not None:
             self.steps.start(ctxt, self._writer)
+
+    async def _connect(self) -> bool:
+        """Connect the channels of every PV the trigger writes (a PV the
+        database lacks, such as a log PV, does not hold this up: the others
+        of the same IOC connect together), find TaskStatus's device support
+        through its ``DTYP`` field (``_status_pv``), and tell the log PVs
+        their records' forms. True if the IOC answered; never raises."""
+        assert self._writer is not None
+        pvs = self.pvs
+        required = [pvs.busy, pvs.trigger, pvs.task_duration, pvs.task_status_dtyp]
+        if self.config.trigger_count:
+            required.append(pvs.trigger_count)
+        optional = [pvs.refused]
+        if self._log_pvs is not None:
+            optional += self._log_pvs.pvs_written()
+        if self.steps is not None:
+            optional += [pvs.state, pvs.location, pvs.control_answer, pvs.pause, pvs.resume, pvs.halt]
+        extra = {pv: asyncio.ensure_future(self._writer.connect([pv])) for pv in optional}
+        self._connecting = list(extra.values())
+        values = await self._writer.connect(required)
+        missing = [pv for pv in required if isinstance(values[pv], Exception)]
+        if len(missing) == len(required):
+            log.warning("%s: the IOC did not answer within put_timeout_s (%s s): starting anyway; "
+                        "the trigger serves puts once it answers", pvs.trigger, self.config.put_timeout_s)
+            for future in extra.values():
+                future.cancel()
+            return False
+        self._set_status_pv(values[pvs.task_status_dtyp])
+        await self._writer.connect([self._status_pv])
+        # what the database has answers with the rest; give the optional PVs that long again
+        await asyncio.wait(extra.values(), timeout=OPTIONAL_GRACE_S)
+        if self._log_pvs is not None:
+            await self._log_pvs.learn({pv: future.result()[pv] for pv, future in extra.items() if future.done()})
+        return True
+
+    def _set_status_pv(self, dtyp: Any) -> None:
+        """Write TaskStatus's RVAL for a Raw Soft Channel mbbi (bridgehost.db),
+        its VAL for a Soft Channel one (epics-bridge's README database): each
+        ignores the other (EPICS record reference, mbbi, device support)."""
+        pvs = self.pvs
+        choice = getattr(dtyp, "choice", None)
+        if choice == "Raw Soft Channel":
+            self._status_pv = pvs.task_status_raw
+        elif choice == "Soft Channel":
+            self._status_pv = pvs.task_status
+        elif choice is not None:
+            self._status_pv = pvs.task_status
+            log.warning("%s has device support %r: bridgehost writes its VAL, which a record reading its own input "
+                        "overwrites; make it a Soft Channel or Raw Soft Channel mbbi", pvs.task_status, choice)
+        else:
+            self._status_pv = pvs.task_status_raw
+            log.warning("cannot read %s (%s): writing %s, right for a Raw Soft Channel mbbi as in bridgehost.db "
+                        "(a Soft Channel one ignores it); check that the IOC serves record fields",
+                        pvs.task_status_dtyp, dtyp, pvs.task_status_raw)
+        log.info("%s: writing statuses to %s", pvs.task_status, self._status_pv)
 
     async def stop(self) -> None:
         # The host stops triggers only after every job has its outcome; the
@@ -137,6 +210,9 @@ class EpicsTrigger:
         except TimeoutError:
             log.warning("%s: PV writes not done %.0f s after the last job ended; stopping anyway",
                         self.pvs.trigger, STOP_DRAIN_S)
+        for future in [self._reconnect, *self._connecting]:
+            if future is not None:
+                future.cancel()
         if self._events is not None:
             await self._events.stop()
         if self._log_pvs is not None:
@@ -148,6 +224,13 @@ class EpicsTrigger:
         assert self._writer is not None
         if self.pending:  # a restarted IOC forgot we are busy
             self._writer.put(self.pvs.busy, 1)
+        self._connections += 1
+        if self._connections > 1 or not self._answered:
+            # a reconnection (perhaps to a restarted IOC with another database), or the IOC was away at start
+            self._reconnect = asyncio.ensure_future(self._connect_again())
+
+    async def _connect_again(self) -> None:
+        self._answered = await self._connect()
 
     def _on_events(self, n: int, at_connect: bool) -> None:
         assert self._writer is not None
@@ -193,7 +276,7 @@ class EpicsTrigger:
             self._refuse(ref, outcome.error)
         else:
             self.runs += 1
-            self._writer.put(self.pvs.task_status_raw, int(outcome.status))
+            self._writer.put(self._status_pv, int(outcome.status))
             self._writer.put(self.pvs.task_duration, outcome.duration_s)
         if not self.pending:
             self._writer.put(self.pvs.busy, 0)
