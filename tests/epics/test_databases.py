@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from epics_support import HostProcess, Watch, deployment
 
 from bridgehost_epics.softioc import SoftIoc

@@ -19,8 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridgehost.text import cut_middle
 from p4p.client.asyncio import Context, Disconnected, Finished
+
+from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class PutQueue:
             self.failures += 1
             reason = f"no answer within {self.timeout_s} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             level = logging.DEBUG if pv in self._quiet else logging.WARNING
-            log.log(level, "put %s = %s failed: %s%s", pv, cut_middle(repr(value), 200), reason,
+            log.log(level, "put %s = %s failed: %s%s", pv, cut_middle(repr(value), 200, inline=True), reason,
                     " (optional PV: further failures logged at DEBUG)" if optional and pv not in self._quiet else "")
             if optional:
                 self._quiet.add(pv)
