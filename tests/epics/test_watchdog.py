@@ -15,8 +15,11 @@ def test_ioc_restart_serves_triggers_and_heartbeat_again(ioc, start_host):
     P = i.prefix
     host = start_host(deployment(P, "trivial", heartbeat="period_s = 0.2\nmax_stuck_cycles = 1000"), i.client_env)
     with i.client() as c:
+        busy = Watch(c, [P + "Busy"])  # before the put: the first trigger is served in a few ms
+        busy.wait(lambda ev: len(ev) >= 1)
         c.put(P + "Trigger", 1)
-        Watch(c, [P + "Busy"]).wait(lambda ev: [int(v) for _, v, _ in ev][-2:] == [1, 0])
+        busy.wait(lambda ev: [int(v) for _, v, _ in ev][-2:] == [1, 0])
+        busy.close()
     i.kill()
     host.wait_output("heartbeat put")  # it noticed: a failed heartbeat put
     i.start()  # a new IOC process on the same ports: records back at their defaults
