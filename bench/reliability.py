@@ -54,7 +54,7 @@ def hostile_matrix(folder: Path, restarts: list[str]) -> tuple[list[harness.Case
     results = []
     try:
         for case in harness.CASES:
-            results.append(harness.run_case(host, case, folder))
+            results.append(harness.run_case(host, case))
             ensure_alive(host, restarts, case.name)
     finally:
         left = host.descendants()

@@ -5,6 +5,8 @@ is left, also those that left its session or were orphaned on purpose.
 Every script appends the pids it wants checked to ``pids`` in its run
 folder (its working directory), starting with its own at import: the run's
 session id is that pid, so any process still in the session is found too.
+The run folder is read-only to a script; these tasks make it writable
+(``sandbox_write``) for that.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def runner(request: pytest.FixtureRequest) -> str:
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_script_is_contained(run, script, make_task, analyse, runner: str, case: str) -> None:
     source, config, expected, match, timeout = HOSTILE[case]
-    task = make_task(runner=runner, **config)
+    task = make_task(runner=runner, sandbox_write=[str(run.path)], **config)
     started = time.monotonic()
     with pytest.raises(expected, match=match) as info:
         analyse(task, run.request(script("hostile.py", MARK + source)), timeout=timeout)
@@ -197,7 +199,7 @@ def test_hostile_script_is_contained(run, script, make_task, analyse, runner: st
 
 @pytest.mark.parametrize("case", list(LEAVERS))
 def test_processes_a_script_leaves_behind_are_killed(run, script, make_task, analyse, runner: str, case: str) -> None:
-    task = make_task(runner=runner)
+    task = make_task(runner=runner, sandbox_write=[str(run.path)])
     assert analyse(task, run.request(script("leaver.py", MARK + LEAVERS[case]))) == {"ok": True}
     pids = (run.path / "pids").read_text().split()
     assert len(pids) == 2, "the script did not start its process"
@@ -211,7 +213,7 @@ def test_cancelled_run_leaves_nothing(run, script, make_task, analyse, runner: s
     source = f"import subprocess, sys, time\ndef calculate_results(ctx):\n" \
         f"    p = subprocess.Popen({SLEEPER}, start_new_session=True)\n" \
         "    open('pids', 'a').write(f'{p.pid}\\n')\n    time.sleep(300)\n"
-    task = make_task(runner=runner)
+    task = make_task(runner=runner, sandbox_write=[str(run.path)])
     with pytest.raises(TimeoutError):
         analyse(task, run.request(script("stuck.py", MARK + source)), timeout=2.0)
     assert len((run.path / "pids").read_text().split()) == 2

@@ -101,7 +101,7 @@ def test_a_dead_zygote_fails_the_run_and_is_replaced(run, script, make_task) -> 
         while not zygote.running:
             await asyncio.sleep(0.01)
         os.kill(zygote.pid, signal.SIGKILL)
-        with pytest.raises(TaskCrashed, match="the analysis zygote process died during the run"):
+        with pytest.raises(TaskCrashed, match="was lost with the analysis zygote"):
             await asyncio.wait_for(running, 20)
         result = await task.run(_job(run.request(good)))
         assert task.runner.zygote is not zygote and task.runner.zygote.alive

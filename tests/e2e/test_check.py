@@ -137,3 +137,26 @@ def test_run_logs_at_start_every_warning_check_prints(check, tmp_path):
         logging.getLogger("bridgehost").removeHandler(handler)
     logged = [r.getMessage() for r in records]
     assert [w for w in printed if w not in logged] == []
+
+
+def test_each_analysis_task_says_what_its_sandbox_enforces_on_this_kernel(check):
+    from bridgehost_analysis.sandbox import abi_version
+
+    code, out, err = check(GOOD.replace('datastore = "./datastore"', 'datastore = "./datastore"\nnetwork = true', 1))
+    assert code == 0, err
+    abi = abi_version()
+    head = f"sandbox best-effort: Landlock ABI {abi}" if abi else "sandbox best-effort: no Landlock on this kernel"
+    assert f"tasks[0] (analysis): {head}" in out and f"tasks[1] (analysis): {head}" in out
+    assert "tasks[0] (analysis):   not enforced: TCP (network = true)" in out
+    if abi >= 4:
+        assert "tasks[1] (analysis):   enforced: no TCP bind or connect" in out
+
+
+def test_require_on_a_kernel_that_cannot_enforce_everything_is_a_config_error(check):
+    from bridgehost_analysis.sandbox import FEATURES, abi_version
+
+    code, _out, err = check(GOOD.replace('datastore = "./datastore"', 'datastore = "./datastore"\nsandbox = "require"', 1))
+    if abi_version() >= max(f.abi for f in FEATURES):
+        assert code == 0, err
+    else:
+        assert code == 2 and "tasks[0].sandbox: 'require', but this kernel" in err

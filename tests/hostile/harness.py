@@ -55,6 +55,7 @@ kind = "zmq"
 name = "hostile.quick"
 kind = "analysis"
 datastore = "{datastore}"
+sandbox_write = ["{pids}"]  # where scripts record their pids for the checks
 timeout_s = {quick_timeout}
 memory_limit_mb = {quick_memory}
 concurrency = 2
@@ -65,6 +66,7 @@ queue_size = 16
 name = "hostile.roomy"
 kind = "analysis"
 datastore = "{datastore}"
+sandbox_write = ["{pids}"]  # where scripts record their pids for the checks
 timeout_s = 60
 concurrency = 1
 queue_size = 16
@@ -74,6 +76,7 @@ queue_size = 16
 name = "hostile.save"
 kind = "analysis"
 datastore = "{datastore}"
+sandbox_write = ["{pids}"]  # where scripts record their pids for the checks
 timeout_s = 60
 save_results = true
 concurrency = 1
@@ -130,6 +133,14 @@ class HostProcess:
     ):
         self.folder = folder
         self.store = Datastore(folder / "datastore")
+        self.pids_dir = folder / "pids"
+        """The one folder outside its scratch folder a script may write:
+        where it records the pids of its processes."""
+        self.pids_dir.mkdir(exist_ok=True)
+        self.outside = folder / "forbidden"
+        """A folder no script may read or write (``read_outside``, ``write_outside``)."""
+        self.outside.mkdir(exist_ok=True)
+        (self.outside / "secret.txt").write_text("not for scripts")
         self.endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
         self.client_kwargs = client_kwargs or {}
         self.config = folder / "host.toml"
@@ -138,6 +149,7 @@ class HostProcess:
                 endpoint=self.endpoint,
                 transport_extra=transport_extra,
                 datastore=self.store.root,
+                pids=self.pids_dir,
                 quick_timeout=QUICK_TIMEOUT_S,
                 quick_memory=QUICK_MEMORY_MB,
                 load_queue=load_queue,
@@ -237,6 +249,9 @@ class Case:
     task: str = "hostile.quick"
     expected_s: float = 0.0
     """When the response is due: the task's timeout for a TIMEOUT case, else 0."""
+    landlock_abi: int = 0
+    """The Landlock ABI that contains it (``bridgehost_analysis.sandbox``);
+    0: contained on any kernel."""
 
 
 _PIDS = """
@@ -365,6 +380,50 @@ CASES: tuple[Case, ...] = (
         ("CRASH",), ("ValueError",),
     ),
     Case(
+        "read_outside",
+        _script("def calculate_results(ctx):\n    record()\n"
+                "    return {'secret': open(os.path.join(__OUTSIDE__, 'secret.txt')).read()}\n"),
+        ("CRASH",), ("PermissionError",), landlock_abi=1,
+    ),
+    Case(
+        "write_outside",
+        _script("def calculate_results(ctx):\n    record()\n"
+                "    open(os.path.join(__OUTSIDE__, 'written.txt'), 'w').write('mine')\n    return {'wrote': True}\n"),
+        ("CRASH",), ("PermissionError",), landlock_abi=1,
+    ),
+    Case(
+        "connect_to_the_host",
+        _script("import socket\n\ndef calculate_results(ctx):\n    record()\n"
+                "    socket.create_connection(('127.0.0.1', __PORT__), timeout=5).close()\n    return {'connected': True}\n"),
+        ("CRASH",), ("PermissionError",), landlock_abi=4,
+    ),
+    Case(
+        "stop_the_zygote",
+        _script("import signal\n\ndef calculate_results(ctx):\n    record()\n"
+                "    os.kill(os.getppid(), signal.SIGSTOP)\n    return {'stopped': os.getppid()}\n"),
+        ("CRASH",), ("PermissionError",), landlock_abi=6,
+    ),
+    Case(
+        "kill_a_sibling",
+        _script(
+            "import signal\n\ndef calculate_results(ctx):\n    record()\n"
+            "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "        try:\n"
+            "            stat = open(f'/proc/{pid}/stat').read()\n"
+            "        except OSError:\n            continue\n"
+            "        # a waiting child of the same zygote (never another host's)\n"
+            "        if '(bh-waiting)' in stat and int(stat.rpartition(')')[2].split()[1]) == os.getppid():\n"
+            "            os.kill(int(pid), signal.SIGKILL)\n            return {'killed': int(pid)}\n"
+            "    raise RuntimeError('no waiting sibling found')\n"
+        ),
+        ("CRASH",), ("PermissionError",), landlock_abi=6,
+    ),
+    Case(
+        "patch_os_exit",
+        _script("def calculate_results(ctx):\n    record()\n    os._exit = lambda code: None\n    return {'x': 1}\n"),
+        ("SUCCESS",),
+    ),
+    Case(
         "slow_import_5s",
         _script("import time\nrecord()\ntime.sleep(5)\n\ndef calculate_results(ctx):\n    return {}\n"),
         ("TIMEOUT",), ("timeout_s",), expected_s=QUICK_TIMEOUT_S,
@@ -414,13 +473,16 @@ class CaseResult:
         return self.elapsed_s - self.case.expected_s
 
 
-def run_case(host: HostProcess, case: Case, folder: Path, settle_s: float = HANG_BOUND_S) -> CaseResult:
+def run_case(host: HostProcess, case: Case, settle_s: float = HANG_BOUND_S) -> CaseResult:
     """Send ``case`` to ``host`` over ZeroMQ and judge the outcome: the
     response and its message, a good request right after, and that every
     process the script started is gone."""
-    pids_file = folder / f"{case.name}.pids"
+    pids_file = host.pids_dir / f"{case.name}.pids"
     pids_file.unlink(missing_ok=True)
-    (host.store.scripts_dir / f"{case.name}.py").write_text(case.source.replace("__PIDS__", repr(str(pids_file))))
+    source = case.source.replace("__PIDS__", repr(str(pids_file)))
+    source = source.replace("__OUTSIDE__", repr(str(host.outside)))
+    source = source.replace("__PORT__", host.endpoint.rpartition(":")[2])
+    (host.store.scripts_dir / f"{case.name}.py").write_text(source)
     before = len(host.runs())
     rss_before = host.rss_mb()
     problems: list[str] = []

@@ -169,7 +169,7 @@ def test_load_every_request_answered_exactly_once(fuzz_host, window) -> None:
 def test_client_that_disconnects_mid_request_leaks_nothing(fuzz_host, module_dir) -> None:
     """The script runs on after its client vanished; it ends, its process is
     reaped, the lost response is logged, and the task serves the next one."""
-    pids = module_dir / "vanish.pids"
+    pids = fuzz_host.pids_dir / "vanish.pids"
     (fuzz_host.store.scripts_dir / "vanish.py").write_text(
         "import os, time\n\ndef calculate_results(ctx):\n"
         f"    open({str(pids)!r}, 'w').write(str(os.getpid()))\n    time.sleep(1)\n    return {{'done': True}}\n"

@@ -20,6 +20,7 @@ from typing import get_args
 import bridgehost
 from bridgehost import logs
 from bridgehost.commands import CommandRegistry
+from bridgehost.components import Describing
 from bridgehost.config import Config, LogLevel, load
 from bridgehost.errors import BridgehostError, ConfigError
 from bridgehost.host import Host, StartError
@@ -72,7 +73,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Everything that can be checked without starting: the TOML, every key
     and kind (``load``), every component's own fields (building it: targets
     import, scripts and analyses exist, endpoints parse), the log file's
-    folder; then ``Host.warnings()``, which ``run`` logs at start."""
+    folder; then what each component that is ``Describing`` will do on this
+    machine (e.g. how an analysis task confines its scripts on this kernel),
+    and ``Host.warnings()``, which ``run`` logs at start."""
     config, plugins = load(args.config)
     host = Host(config, plugins)  # builds every component: imports targets, resolves transports
     path = log_file_path(config)
@@ -86,6 +89,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {component.kind.section}[{component.index}]: {component.config.kind}{f' {name!r}' if name else ''}")
     for key, var in sorted(config.env.items()):
         print(f"  {key} from the environment variable {var}")
+    for component in host.components:
+        if isinstance(component.impl, Describing):
+            for line in component.impl.describe():
+                print(f"  {component.label}: {line}")
     for warning in host.warnings():  # the same list `run` logs at start
         print(f"  warning: {warning}")
     return 0

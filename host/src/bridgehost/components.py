@@ -58,6 +58,15 @@ class Checkable(Protocol):
 
 
 @runtime_checkable
+class Describing(Protocol):
+    """A component that can say what it will do on this machine, beyond its
+    config (an analysis task: what its sandbox enforces on this kernel):
+    lines ``bridgehost check`` prints under the component's label."""
+
+    def describe(self) -> list[str]: ...
+
+
+@runtime_checkable
 class Reporting(Protocol):
     """A component with a state worth showing in ``Host.status()``: a dict
     of plain values; its ``"state"`` key, if any, is the component's state."""

@@ -14,23 +14,26 @@ fork of the clean zygote.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import faulthandler
 import gc
+import importlib.util
 import math
 import os
 import resource
 import signal
 import socket
 import sys
+import tempfile
 import traceback
+import types
 import uuid
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import msgspec
+
 from bridgehost.plugins import import_object
 from bridgehost.text import cut_middle
-
 from bridgehost_analysis.datastore import Datastore, DatastoreError
 from bridgehost_analysis.jsonvalue import NotJSONError, TooLarge, to_json_value
 from bridgehost_analysis.proc import (
@@ -42,6 +45,7 @@ from bridgehost_analysis.proc import (
     set_name,
 )
 from bridgehost_analysis.protocol import REPLY_HEADER, ChildSpec, Limits, Reply, RunEnd
+from bridgehost_analysis.sandbox import Confinement
 
 MAX_MESSAGE_CHARS = 4000
 """An error message longer than this is cut in its middle."""
@@ -49,10 +53,18 @@ MAX_TRACEBACK_CHARS = 64 * 1024
 """A traceback longer than this is cut in its middle."""
 
 
-def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int) -> NoReturn:
+def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int, confinement: Confinement) -> NoReturn:
     """Run in a freshly forked child: isolate, wait for the spec, run it,
     reply, exit. Never returns. An unused child (the host closed the reply
-    socket without a spec) exits 0 quietly."""
+    socket without a spec) exits 0 quietly.
+
+    What the child needs after the script ran (its exit, the encoder, the
+    socket's send) is taken here, before any script is imported, and held
+    in this frame: a script that patches ``os._exit``, ``msgspec`` or
+    ``socket`` changes its own run only."""
+    exit_now = os._exit
+    send = channel.sendall
+    encode = msgspec.json.Encoder().encode
     exit_code = 70  # EX_SOFTWARE: a bug of the runner itself
     try:
         _isolate(output_fd, zygote_pid)
@@ -64,16 +76,34 @@ def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int
         np_random = sys.modules.get("numpy.random")
         if np_random is not None:
             np_random.seed()
+        refused = _prepare(confinement, limits.scratch_root)
         with contextlib.suppress(Exception):  # only a head start: e.g. a tiny memory_limit_mb
             _warm()
         raw = _receive(channel)
         if raw:
             set_name(RUNNING_NAME)
-        exit_code = _run(raw, channel) if raw else 0
+        exit_code = _run(raw, confinement, refused, send, encode) if raw else 0
     finally:
         _flush()
         # os._exit: threads the script left running and atexit hooks must not hold the process.
-        os._exit(exit_code)
+        exit_now(exit_code)
+
+
+def _prepare(confinement: Confinement, scratch_root: str) -> str:
+    """The run's scratch folder (``TMPDIR``), and its confinement prepared
+    (``Confinement.prepare``); the reason the confinement cannot be applied,
+    or ``""``."""
+    scratch = ""
+    if scratch_root:
+        scratch = os.path.join(scratch_root, str(os.getpid()))
+        os.mkdir(scratch, 0o700)
+        os.environ["TMPDIR"] = scratch
+        tempfile.tempdir = scratch
+    try:
+        confinement.prepare(scratch)
+    except OSError as e:
+        return f"preparing it failed: {e}"
+    return ""
 
 
 def _flush() -> None:
@@ -157,11 +187,19 @@ def _receive(channel: socket.socket) -> bytes:
     return bytes(data)
 
 
-def _run(raw: bytes, channel: socket.socket) -> int:
-    """Run the spec in ``raw``, send the reply; return the exit code."""
+def _run(raw: bytes, confinement: Confinement, refused: str, send: Callable[[bytes], None], encode: Callable[[Any], bytes]) -> int:
+    """Run the spec in ``raw`` confined, send the reply; return the exit code."""
     exit_code = 0
     try:
-        reply = _analyse(msgspec.json.decode(raw, type=ChildSpec))
+        spec = msgspec.json.decode(raw, type=ChildSpec)
+        refused = refused or _enter(confinement, spec)
+        if refused:
+            reply = Reply(
+                end=RunEnd.SANDBOX_FAILED,
+                message=f"the run's sandbox ({confinement.mode}) could not be applied: {refused}",
+            )
+        else:
+            reply = _analyse(spec)
     except SystemExit as e:  # sys.exit() in the script: say so, then exit as asked
         code = e.code
         exit_code = code if isinstance(code, int) else (0 if code is None else 1)
@@ -175,12 +213,22 @@ def _run(raw: bytes, channel: socket.socket) -> int:
         )
     _flush()  # the output comes before the reply: the host has it all once the reply is in
     try:
-        data = msgspec.json.encode(reply)
-        channel.sendall(len(data).to_bytes(REPLY_HEADER, "big") + data)
-        channel.close()
+        data = encode(reply)
+        send(len(data).to_bytes(REPLY_HEADER, "big") + data)
     except BaseException:  # the host is gone, or memory is: nobody to tell
         exit_code = exit_code or 70
     return exit_code
+
+
+def _enter(confinement: Confinement, spec: ChildSpec) -> str:
+    """Confine this process to ``spec``'s run (its folder, read only; the
+    script's folder); the reason it failed, or ``""``."""
+    run = Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id)
+    try:
+        confinement.enter(read=[str(run.path)], read_exec=[os.path.dirname(spec.script_path)] if spec.script_path else [])
+    except OSError as e:
+        return str(e)
+    return ""
 
 
 def _analyse(spec: ChildSpec) -> Reply:
@@ -200,12 +248,16 @@ def _analyse(spec: ChildSpec) -> Reply:
         module_spec = importlib.util.spec_from_file_location(name, spec.script_path)
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)
+        _as_multiprocessing_main(module)
         sys.modules[name] = module  # dataclasses and pickle look the module up by name
-        module_spec.loader.exec_module(module)
+        code = module_spec.loader.get_code(name)  # type: ignore[attr-defined]  # a SourceFileLoader
+        exec(code, vars(module))  # noqa: S102 -- running the script is the point; not exec_module: it refuses a module named __mp_main__
 
         function = getattr(module, spec.function, None)
         if not callable(function):
-            defined = sorted(k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == name)
+            defined = sorted(
+                k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == module.__name__
+            )
             return Reply(
                 end=RunEnd.NO_FUNCTION,
                 message=f"script {spec.script!r} defines no function {spec.function!r} "
@@ -244,6 +296,22 @@ def _analyse(spec: ChildSpec) -> Reply:
             "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
         )
     return Reply(result=msgspec.Raw(data))
+
+
+def _as_multiprocessing_main(module: types.ModuleType) -> None:
+    """Make ``module`` (the script) what ``multiprocessing`` takes for the
+    main script, so a ``spawn`` or ``forkserver`` pool works: a new
+    interpreter started by either runs the main module's file as
+    ``__mp_main__`` (``multiprocessing.spawn.prepare``; the multiprocessing
+    docs, "Safe importing of main module") and unpickles the functions sent
+    to it by module name. So the script is ``__main__`` and ``__mp_main__``
+    (as ``multiprocessing`` aliases them), without a ``__spec__`` (spawn then
+    runs its file by path, as for ``python script.py``), and its
+    ``__name__`` is ``"__mp_main__"``: functions pickle as
+    ``__mp_main__.f``, and an ``if __name__ == "__main__":`` block does not run."""
+    module.__name__ = "__mp_main__"
+    module.__spec__ = None
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
 def _type_of(value: object) -> str:

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from bridgehost.host import Host
-
 from bridgehost_analysis.traction import SCRIPT, generate_run
 
 TASK = "python.run_analysis"

@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pluggy
-from bridgehost import hookimpl
 
+from bridgehost import hookimpl
 from bridgehost_analysis import hookspecs
 
 if TYPE_CHECKING:
     from bridgehost.commands import PluginCommands
     from bridgehost.registry import PluginCatalog, PluginRegistry
-
     from bridgehost_analysis.hookspecs import NamedAnalysis
 
 

@@ -4,8 +4,8 @@ Three channels, all created by the zygote (``bridgehost_analysis.zygote``)
 for each child it forks:
 
 - **control** (one per zygote, ``AF_UNIX``/``SOCK_SEQPACKET``, one message
-  per packet): the host sends ``Fork``, ``SpecTaken`` and ``Kill``; the zygote
-  answers ``Failed`` or ``Ready`` (with the host's ends of the next two channels attached as
+  per packet): the host sends ``Fork``, ``SpecTaken``, ``Kill`` and
+  ``Ping``; the zygote answers ``Pong``, ``Failed`` or ``Ready`` (with the host's ends of the next two channels attached as
   ``SCM_RIGHTS`` file descriptors, see unix(7)) and ``Exited``.
 - **reply** (one per run, ``AF_UNIX``/``SOCK_STREAM``): the host writes one
   ``ChildSpec`` (JSON) and shuts down its writing side; the child answers
@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from bridgehost_analysis.sandbox import Mode
+
 REPLY_HEADER = 8
 RawData = Literal["lists", "arrays", "mmap"]
 
@@ -39,7 +41,9 @@ class RunEnd(enum.Enum):
     - ``NO_FUNCTION``: the script defines no such function;
     - ``RAISED``: the script raised;
     - ``EXITED``: the script called ``sys.exit``;
-    - ``BAD_RESULT``: the return value is not a JSON dict, or too large.
+    - ``BAD_RESULT``: the return value is not a JSON dict, or too large;
+    - ``SANDBOX_FAILED``: the run's confinement could not be applied (nothing
+      of the run was read or run).
 
     Found by the zygote or the host's runner, when the child sent no reply:
 
@@ -48,7 +52,8 @@ class RunEnd(enum.Enum):
     - ``TOO_MANY_PROCESSES``: over ``max_processes`` alive at once, killed;
     - ``TOO_MUCH_OUTPUT``: over ``output_kill_bytes`` of stdout/stderr, killed;
     - ``REPLY_TOO_LARGE``: a reply over ``max_result_bytes``, killed;
-    - ``ZYGOTE_LOST``: the zygote died during the run.
+    - ``ZYGOTE_LOST``: the zygote died, was stopped or stopped answering
+      during the run (the host killed it with all its processes).
     """
 
     RETURNED = "returned"
@@ -57,6 +62,7 @@ class RunEnd(enum.Enum):
     RAISED = "raised"
     EXITED = "exited"
     BAD_RESULT = "bad_result"
+    SANDBOX_FAILED = "sandbox_failed"
     DIED = "died"
     KILLED = "killed"
     TOO_MANY_PROCESSES = "too_many_processes"
@@ -119,6 +125,18 @@ class Limits(msgspec.Struct, kw_only=True):
     nproc_limit: int | None = None
     max_processes: int = 64
     preload: list[str] = []
+    sandbox: Mode = "best-effort"
+    """How each child is confined (``bridgehost_analysis.sandbox``)."""
+    network: bool = False
+    """Whether a child may bind and connect TCP sockets."""
+    sandbox_read: list[str] = []
+    """Absolute folders every run may read besides its own (``sandbox_read``)."""
+    sandbox_write: list[str] = []
+    """Absolute folders every run may write besides its scratch folder."""
+    scratch_root: str = ""
+    """The folder (made by the host for this zygote) in which each child
+    makes its scratch folder, named by its pid; the host removes it after
+    the child's ``Exited``. Empty: the children keep the host's TMPDIR."""
 
 
 # -- control messages -------------------------------------------------------
@@ -142,6 +160,18 @@ class Kill(msgspec.Struct, tag="kill"):
     """host -> zygote: kill child ``pid`` and every process it started."""
 
     pid: int
+
+
+class Ping(msgspec.Struct, tag="ping"):
+    """host -> zygote: answer ``Pong(seq)`` (the host's watch of the zygote)."""
+
+    seq: int
+
+
+class Pong(msgspec.Struct, tag="pong"):
+    """zygote -> host: the answer to ``Ping(seq)``."""
+
+    seq: int
 
 
 class Ready(msgspec.Struct, tag="ready"):
@@ -175,5 +205,5 @@ class Failed(msgspec.Struct, tag="failed"):
     message: str
 
 
-ToZygote = Fork | SpecTaken | Kill
-FromZygote = Ready | Exited | Failed
+ToZygote = Fork | SpecTaken | Kill | Ping
+FromZygote = Ready | Exited | Failed | Pong

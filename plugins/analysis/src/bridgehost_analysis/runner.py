@@ -24,16 +24,19 @@ import contextlib
 import io
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from bridgehost_analysis.proc import kill_group
+from bridgehost_analysis.proc import kill_group, stop_and_kill
 from bridgehost_analysis.protocol import (
     REPLY_HEADER,
     ChildSpec,
@@ -43,6 +46,8 @@ from bridgehost_analysis.protocol import (
     FromZygote,
     Kill,
     Limits,
+    Ping,
+    Pong,
     Ready,
     RunEnd,
     SpecTaken,
@@ -56,6 +61,11 @@ CHILD_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_
 REPLY_OVERHEAD = 1 << 20
 """Allowed above ``max_result_bytes`` on the reply channel: the envelope, or
 an error reply with a long traceback."""
+WATCH_S = 0.5
+"""How often the host checks that its zygote is not stopped and pings it."""
+ANSWER_S = 5.0
+"""How long the zygote may take to answer a ping before it is given up as hung:
+long enough for it to kill a fork bomb of hundreds of processes on a loaded machine."""
 START_S = 120.0
 """How long a zygote may take to import its preload and fork a child."""
 MAX_EARLY_DEATHS = 20
@@ -126,6 +136,9 @@ class ZygoteHandle:
         self._early_deaths = 0  # waiting children that died since the last reply
         self.max_rss_kb = 0
         """The largest peak resident memory of a child that ran, KiB (for the metrics)."""
+        self.scratch_root: str | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._pong = 0  # the last Ping the zygote answered
 
     @property
     def pid(self) -> int | None:
@@ -135,6 +148,9 @@ class ZygoteHandle:
         """Start the zygote and wait for its first child. Raises
         ``ZygoteFailed`` (after cleaning up) if it cannot start."""
         loop = asyncio.get_running_loop()
+        # Each child makes its scratch folder (TMPDIR) in here; the host removes it after the child's end.
+        self.scratch_root = tempfile.mkdtemp(prefix="bridgehost-scratch-")
+        limits = msgspec.structs.replace(self.limits, scratch_root=self.scratch_root)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -143,7 +159,7 @@ class ZygoteHandle:
                 "-m",
                 "bridgehost_analysis.zygote",
                 str(theirs.fileno()),
-                _encode(self.limits).decode(),
+                _encode(limits).decode(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,  # stderr: the host's, for the zygote's own failures
                 pass_fds=(theirs.fileno(),),
@@ -153,6 +169,7 @@ class ZygoteHandle:
             )
         except BaseException:
             ours.close()
+            _remove(self.scratch_root)
             raise
         finally:
             theirs.close()
@@ -167,6 +184,35 @@ class ZygoteHandle:
         except BaseException:
             await self.stop()
             raise
+        self._watch = asyncio.create_task(self._watch_zygote(), name=f"watch analysis zygote {self.pid}")
+
+    async def _watch_zygote(self) -> None:
+        """Every ``WATCH_S``: is the zygote stopped (``/proc/<pid>/stat``,
+        proc(5)), and did it answer the last ``Ping`` within ``ANSWER_S``?
+        If not, kill it with every process it has and fail what waits on
+        it (``_lost``): the runs in progress end CRASH, the next request
+        starts a new zygote. A zygote that died is seen by ``_on_control``."""
+        seq = 0
+        sent_at = time.monotonic()
+        while self.alive:
+            await asyncio.sleep(WATCH_S)
+            if not self.alive or self.proc is None:
+                return
+            state = _state(self.proc.pid)
+            now = time.monotonic()
+            if state in ("T", "t"):
+                why = f"the zygote (pid {self.proc.pid}) was stopped (SIGSTOP from outside?)"
+            elif self._pong < seq and now - sent_at > ANSWER_S:
+                why = f"the zygote (pid {self.proc.pid}) stopped answering (no answer in {ANSWER_S:.0f} s; state {state})"
+            else:
+                if self._pong == seq:
+                    seq += 1
+                    sent_at = now
+                    self._send(Ping(seq))
+                continue
+            stop_and_kill([self.proc.pid])  # the zygote and all its processes, stopped first: nothing forks away
+            self._lost(why)
+            return
 
     async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers:
         """Run ``spec`` in the next waiting child and wait for its reply, or
@@ -223,9 +269,7 @@ class ZygoteHandle:
             if leftovers is None:  # failed or cancelled: the run's processes die before we go on
                 await cleanup
             else:
-                task = asyncio.ensure_future(cleanup)
-                self._ending.add(task)
-                task.add_done_callback(self._ending.discard)
+                self._background(cleanup)
 
     async def _end(
         self, pid: int, exited: asyncio.Future[Exited], channels: list[Any], *, wait_s: float
@@ -258,6 +302,10 @@ class ZygoteHandle:
         except TimeoutError:
             kill_group(self.proc.pid)
             await self.proc.wait()
+        if self._ending:
+            await asyncio.wait(list(self._ending), timeout=2 * _REAP_S)
+        if self.scratch_root:
+            await asyncio.to_thread(_remove, self.scratch_root)
 
     async def _take(self) -> _Child:
         if not self.alive:
@@ -300,7 +348,9 @@ class ZygoteHandle:
                 continue
             for fd in fds:
                 os.close(fd)
-            if isinstance(message, Exited):
+            if isinstance(message, Pong):
+                self._pong = max(self._pong, message.seq)
+            elif isinstance(message, Exited):
                 self._exited(message)
             elif isinstance(message, Failed):
                 self._lost(message.message)
@@ -316,6 +366,8 @@ class ZygoteHandle:
         self.ready.append(child)
 
     def _exited(self, message: Exited) -> None:
+        if self.scratch_root:  # every process of the run is dead: its scratch folder goes
+            self._background(asyncio.to_thread(_remove, os.path.join(self.scratch_root, str(message.pid))))
         future = self.running.pop(message.pid, None)
         if future is not None:
             self.max_rss_kb = max(self.max_rss_kb, message.max_rss_kb)
@@ -337,9 +389,16 @@ class ZygoteHandle:
                     self._send(Fork(1))
                 return
 
+    def _background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
     def _lost(self, why: str) -> None:
         """The zygote is gone (or being stopped): fail everything waiting on it."""
         was_alive, self.alive = self.alive, False
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
         if self.control is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self.control)
@@ -439,6 +498,21 @@ class SubprocessRunner:
 
 
 Runner = ZygoteRunner | SubprocessRunner
+
+
+def _state(pid: int) -> str:
+    """The state letter of ``/proc/<pid>/stat`` (proc(5)): ``R``, ``S``,
+    ``T`` (stopped), ``Z``...; ``"gone"`` if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return "gone"
+
+
+def _remove(path: str) -> None:
+    """Remove a scratch folder and all in it; a missing one is fine."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class _ChildChannel(asyncio.Protocol):

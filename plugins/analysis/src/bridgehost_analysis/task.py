@@ -21,22 +21,25 @@ import asyncio
 import collections
 import keyword
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
+
 from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField, InvalidRequest, IOFailure, TaskCrashed, UnknownKindError
 from bridgehost.jobs import Job
 from bridgehost.registry import Catalog
 from bridgehost.validation import validation_issue
-
+from bridgehost_analysis import sandbox
 from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
 from bridgehost_analysis.hookspecs import ANALYSES, NamedAnalysis
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply, RunEnd
 from bridgehost_analysis.runner import RunLeftovers, Runner, SubprocessRunner, ZygoteRunner
+from bridgehost_analysis.sandbox import Mode
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -106,6 +109,21 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     host is built (``bridgehost check``). At most one of ``analysis``/``script``."""
     function: str | None = None
     """With ``script``: the function to call (default ``calculate_results``)."""
+    sandbox: Mode = "best-effort"
+    """How each run is confined (Landlock, ``docs/security.md``):
+    ``best-effort`` enforces what the kernel offers and logs one WARNING at
+    start naming what it does not; ``require`` refuses to build the task on a
+    kernel that cannot enforce every rule; ``off`` confines nothing."""
+    network: bool = False
+    """Let scripts bind and connect TCP sockets (Landlock ABI 4+ refuses
+    both otherwise)."""
+    sandbox_read: list[str] = msgspec.field(default_factory=list)
+    """Folders every run may read (and execute from) besides the Python
+    installation, its script's folder and its run; relative to the config
+    file's folder."""
+    sandbox_write: list[str] = msgspec.field(default_factory=list)
+    """Folders every run may write besides its scratch folder (``TMPDIR``,
+    removed after the run); relative to the config file's folder."""
 
 
 class AnalysisRequest(msgspec.Struct, kw_only=True):
@@ -189,12 +207,24 @@ class AnalysisTask:
         self.config = config
         self.store = Datastore(host.path(config.datastore))
         self._settings = msgspec.structs.asdict(config)
+        self.sandbox = sandbox.support(config.sandbox, config.network)
+        if config.sandbox == "require" and self.sandbox.missing:
+            raise InvalidField(
+                "sandbox",
+                f"'require', but this kernel (Linux {os.uname().release}, Landlock ABI {self.sandbox.abi or 'none'}) "
+                "cannot enforce: " + "; ".join(f"{f.what} (needs ABI {f.abi})" for f in self.sandbox.missing),
+                "run on a newer kernel with Landlock enabled, or set sandbox = \"best-effort\"",
+            )
         limits = Limits(
             memory_limit_mb=config.memory_limit_mb,
             cpu_limit_s=config.cpu_limit_s,
             nproc_limit=config.nproc_limit,
             max_processes=config.max_processes,
             preload=config.preload,
+            sandbox=config.sandbox,
+            network=config.network,
+            sandbox_read=[str(host.path(p).resolve()) for p in config.sandbox_read],
+            sandbox_write=[str(host.path(p).resolve()) for p in config.sandbox_write],
         )
         self.runner: Runner = (
             ZygoteRunner(limits, prefork=config.prefork or config.concurrency + 1)
@@ -237,12 +267,21 @@ class AnalysisTask:
             warnings.append(f"scripts folder {self.store.scripts_dir} does not exist: script requests will be rejected")
         if not self.store.results_dir.is_dir():
             warnings.append(f"results folder {self.store.results_dir} does not exist: no run has been saved yet")
+        if (warning := self.sandbox.warning()) is not None:
+            warnings.append(warning)
+        for key in ("sandbox_read", "sandbox_write"):
+            warnings += [f"{key}: {p} does not exist: the rule is skipped" for p in getattr(self.runner.limits, key)
+                         if not os.path.exists(p)]
         return warnings
+
+    def describe(self) -> list[str]:
+        """Lines for ``bridgehost check``: how each run is confined on this kernel."""
+        return self.sandbox.describe()
 
     async def start(self) -> None:
         """Start the runner (the zygote: imports ``preload``, forks the first
         children). Raises ``ZygoteFailed`` if it cannot start."""
-        await self.runner.start()  # the host has logged check()'s warnings
+        await self.runner.start()  # the host has logged check()'s warnings, the sandbox's among them
 
     async def stop(self) -> None:
         """Stop the runner: waiting children and the zygote exit."""
@@ -336,6 +375,8 @@ class AnalysisTask:
             raise IOFailure(reply.message, data)
         if reply.end is RunEnd.NO_FUNCTION:
             raise InvalidRequest(reply.message, data)
+        if reply.end is RunEnd.SANDBOX_FAILED:
+            raise TaskCrashed(f"{label}: {reply.message}; nothing of the run was read or run", data)
         if reply.end is RunEnd.EXITED:
             raise TaskCrashed(
                 f"{label} exited with code {reply.exit_code} (sys.exit) before returning a result; "
@@ -381,8 +422,8 @@ _KILLED = {
     RunEnd.TOO_MUCH_OUTPUT: "wrote more than output_kill_bytes ({output_kill_bytes}) to stdout/stderr and was "
     "killed: print less, or raise output_kill_bytes",
     RunEnd.KILLED: "was killed by the host before returning a result",
-    RunEnd.ZYGOTE_LOST: "was lost: the analysis zygote process died during the run (see the host's log); "
-    "the next request starts a new one",
+    RunEnd.ZYGOTE_LOST: "was lost with the analysis zygote, which died, was stopped or stopped answering during "
+    "the run (see the host's log); the next request starts a new zygote",
 }
 """Why bridgehost killed a run (``RunLeftovers.killed_for``), as the end of
 a sentence; ``{key}`` is the task's setting."""

@@ -54,7 +54,8 @@ from bridgehost_analysis.proc import (
     set_name,
     stop_and_kill,
 )
-from bridgehost_analysis.protocol import Exited, Failed, Fork, Kill, Limits, Ready, RunEnd, SpecTaken, ToZygote
+from bridgehost_analysis.protocol import Exited, Failed, Fork, Kill, Limits, Ping, Pong, Ready, RunEnd, SpecTaken, ToZygote
+from bridgehost_analysis.sandbox import Confinement
 
 WATCH_S = 0.02
 """How often the processes of running children are counted."""
@@ -68,6 +69,8 @@ class ZygoteProcess:
     def __init__(self, control: socket.socket, limits: Limits):
         self.control = control
         self.limits = limits
+        self.confinement = Confinement(limits.sandbox, limits.network, limits.sandbox_read, limits.sandbox_write)
+        self.confinement.open()  # once: each child inherits the descriptors and only adds rules
         self.pid = os.getpid()
         self.idle: set[int] = set()
         self.running: dict[int, RunEnd | None] = {}  # pid -> why the zygote killed it, if it did
@@ -121,11 +124,14 @@ class ZygoteProcess:
             if command.pid in self.running or command.pid in self.idle:
                 self.running[command.pid] = self.running.get(command.pid) or RunEnd.KILLED
                 stop_and_kill([command.pid])
+        elif isinstance(command, Ping):
+            self._send(Pong(command.seq))
         return True
 
     def _fork(self) -> None:
         reply_host, reply_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
+        exit_now = os._exit  # not the module attribute a script may replace
         pid = os.fork()
         if pid == 0:  # the child: drop everything of the zygote's, then run one analysis
             try:
@@ -136,9 +142,9 @@ class ZygoteProcess:
                 reply_host.close()
                 for fd in (self.wake_r, self.wake_w, out_r):
                     os.close(fd)
-                child.main(reply_child, out_w, self.limits, self.pid)
+                child.main(reply_child, out_w, self.limits, self.pid, self.confinement)
             finally:
-                os._exit(70)
+                exit_now(70)
         reply_child.close()
         os.close(out_w)
         self.idle.add(pid)
