@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-
 import bridgehost
 from bridgehost import logs
 from bridgehost.commands import CommandRegistry
