@@ -1,6 +1,7 @@
 """The plugin's analysis: as a plain function, and served by a real host
-(through the plugin's entry point) with the fixtures bridgehost's pytest
-plugin provides: bridgehost_run, bridgehost_host, bridgehost_client."""
+(through the plugin's entry point) with the fixtures the distributions'
+pytest plugins provide: bridgehost_host (bridgehost), bridgehost_run
+(bridgehost-analysis), bridgehost_client (bridgehost-ipc)."""
 
 import pytest
 from bridgehost.jobs import Status

@@ -1,34 +1,24 @@
-"""A pytest plugin for plugin authors, shipped with bridgehost.
+"""The core's pytest plugin for plugin authors, shipped with bridgehost.
 
-Installed with ``bridgehost`` (entry point ``pytest11``), so its fixtures
-are there in any test session of an environment that has bridgehost:
+Installed with ``bridgehost`` (entry point ``pytest11``), so its fixture is
+there in any test session of an environment that has bridgehost:
 
-``bridgehost_datastore``
-    A ``bridgehost_analysis.datastore.Datastore`` in the test's ``tmp_path``
-    (``tmp_path / "datastore"``, with ``scripts/`` and ``results/``).
-``bridgehost_run``
-    ``bridgehost_run(project=..., configuration=..., results=..., cycles=[...],
-    traces={"trace": {"t": [...], "force": [...]}})`` writes the run you
-    describe into that datastore and returns its ``Run``
-    (``run.ids``, ``run.request(script)``).
 ``bridgehost_host``
     ``bridgehost_host(config_toml)`` builds a host from TOML text with every
     installed plugin (yours through its entry point) and starts it on a loop
     of its own thread; returns a ``RunningHost`` (``.call(task, params)``,
-    ``.endpoint``). Stopped at the end of the test.
-``bridgehost_client``
-    ``bridgehost_client(host)`` connects a ZeroMQ ``Client`` (bridgehost-ipc)
-    to a running host's ``zmq`` transport; closed at the end of the test.
+    ``.host``). Stopped at the end of the test.
 
 In the config text, ``{endpoint}`` becomes a free loopback TCP endpoint,
-``{datastore}`` the ``bridgehost_datastore`` folder and ``{tmp_path}`` the
+``{datastore}`` the folder ``tmp_path / "datastore"`` and ``{tmp_path}`` the
 test's folder; the file is written to ``tmp_path / "host.toml"``, so relative
 paths resolve against ``tmp_path``. Other braces are left alone (TOML inline
 tables stay valid).
 
-Fixtures that need bridgehost-analysis or bridgehost-ipc import them only
-when used and fail with a ``pip install`` line when they are missing.
-Reference: ``docs/writing-plugins.md``.
+Fixtures of a plugin's own kinds come with its distribution, as datasette
+ships ``datasette/_pytest_plugin.py``: ``bridgehost_datastore`` and
+``bridgehost_run`` with bridgehost-analysis, ``bridgehost_client`` with
+bridgehost-ipc. Reference: ``docs/writing-plugins.md``.
 """
 
 from __future__ import annotations
@@ -49,18 +39,6 @@ if TYPE_CHECKING:
 
 START_TIMEOUT_S = 60.0
 """Bound on a host's start and stop in the fixtures (a hang, not a measure)."""
-
-
-def _require(module: str, distribution: str, fixture: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        pytest.fail(
-            f"the {fixture} fixture needs {distribution}, which is not installed ({e}): pip install {distribution}",
-            pytrace=False,
-        )
 
 
 def free_endpoint() -> str:
@@ -91,16 +69,6 @@ class RunningHost:
 
     def _run(self, coro: Any, timeout_s: float = START_TIMEOUT_S) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
-
-    @property
-    def endpoint(self) -> str:
-        """The bound endpoint of the host's ``zmq`` transport (a ``*`` port
-        resolved). Raises ``LookupError`` if it has none."""
-        for transport in self.host.transports.values():
-            endpoint = getattr(transport, "endpoint", None)
-            if isinstance(endpoint, str) and endpoint.startswith(("tcp://", "ipc://", "inproc://")):
-                return endpoint
-        raise LookupError("the host has no zmq transport: add a [[transports]] kind = \"zmq\" table")
 
     def call(self, task: str, params: Mapping[str, Any] | None = None, *, timeout_s: float = 60.0) -> Outcome:
         """Submit a request for ``task`` and wait for its ``Outcome`` (the
@@ -162,51 +130,6 @@ def build_host(
 
 
 @pytest.fixture
-def bridgehost_datastore(tmp_path: Path) -> Any:
-    """A ``Datastore`` at ``tmp_path / "datastore"`` (needs bridgehost-analysis)."""
-    datastore = _require("bridgehost_analysis.datastore", "bridgehost-analysis", "bridgehost_datastore")
-    store = datastore.Datastore(tmp_path / "datastore")
-    store.scripts_dir.mkdir(parents=True, exist_ok=True)
-    store.results_dir.mkdir(parents=True, exist_ok=True)
-    return store
-
-
-@pytest.fixture
-def bridgehost_run(bridgehost_datastore: Any) -> Callable[..., Any]:
-    """``bridgehost_run(**description) -> Run``: write a run into ``bridgehost_datastore``.
-
-    Keywords: ``project_id``, ``definition_id``, ``run_id`` (defaults
-    ``"project"``, ``"definition"``, ``"run-1"``); ``project``,
-    ``configuration``, ``results`` (dicts, as ``project.json`` ...);
-    ``cycles`` (a list of dicts, the cycle history); ``traces``
-    (``{trace_name: {channel: 1-D numbers}}``, e.g. ``{"trace": {"t": t,
-    "force": f}}``). Raises what the datastore raises for bad ids or data
-    (``InvalidId``, ``NotJSONError``, ``ValueError``).
-    """
-
-    def make(
-        *,
-        project_id: str = "project",
-        definition_id: str = "definition",
-        run_id: str = "run-1",
-        project: Mapping[str, Any] | None = None,
-        configuration: Mapping[str, Any] | None = None,
-        results: Mapping[str, Any] | None = None,
-        cycles: Sequence[Mapping[str, Any]] = (),
-        traces: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> Any:
-        run = bridgehost_datastore.run(project_id, definition_id, run_id)
-        run.save(project=project or {}, configuration=configuration or {}, results=results or {})
-        if cycles:
-            run.set_cycle_history(cycles)
-        for name, channels in (traces or {}).items():
-            run.set_raw_trace(name, **channels)
-        return run
-
-    return make
-
-
-@pytest.fixture
 def bridgehost_host(tmp_path: Path) -> Iterator[Callable[..., RunningHost]]:
     """``bridgehost_host(config, *, plugins=(), load=None, strict=True) -> RunningHost``
     (see ``build_host``); every host started is stopped after the test."""
@@ -223,22 +146,3 @@ def bridgehost_host(tmp_path: Path) -> Iterator[Callable[..., RunningHost]]:
     yield start
     for running in reversed(started):
         running.stop()
-
-
-@pytest.fixture
-def bridgehost_client() -> Iterator[Callable[..., Any]]:
-    """``bridgehost_client(host_or_endpoint) -> bridgehost_ipc.client.Client``
-    connected to a ``RunningHost``'s zmq transport (or an endpoint string);
-    closed after the test. Needs bridgehost-ipc."""
-    client_module = _require("bridgehost_ipc.client", "bridgehost-ipc", "bridgehost_client")
-    clients: list[Any] = []
-
-    def connect(target: RunningHost | str) -> Any:
-        endpoint = target if isinstance(target, str) else target.endpoint
-        client = client_module.Client(endpoint)
-        clients.append(client)
-        return client
-
-    yield connect
-    for client in clients:
-        client.close()
