@@ -52,11 +52,12 @@ class CommandRegistry:
         Raises ``ValueError`` for a name that is not a lower-case word
         (letters, digits, ``-``), a core command's name, or one another
         plugin already added: two plugins must not silently shadow each other's commands.
+        Raises ``TypeError`` if ``run`` is not callable.
         """
         if not name or not all(c.islower() or c.isdigit() or c == "-" for c in name) or name[0] == "-":
             raise ValueError(f"command name must be a lower-case word such as 'status', got {name!r}")
         if not callable(run):
-            raise ValueError(f"command {name!r}: run must be callable, got {run!r}")
+            raise TypeError(f"command {name!r}: run must be callable, got {run!r}")
         if name in CORE_COMMANDS:
             raise ValueError(f"command {name!r} is one of the core's ({', '.join(sorted(CORE_COMMANDS))}); choose another name")
         existing = self.commands.get(name)

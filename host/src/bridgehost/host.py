@@ -185,7 +185,7 @@ class Host:
         state = self._plugin_states.get(cls)
         if state is None:
             state = self._plugin_states[cls] = cls(self)  # type: ignore[call-arg]
-        return state  # type: ignore[no-any-return]
+        return state
 
     def task_names(self) -> list[str]:
         """The configured task names, which requests select."""

@@ -192,7 +192,8 @@ def load_plugins(
             _fill(pm, caller.name, spec.what, catalog.for_plugin, catalog.names, failures, infos)
     # A broken plugin provides nothing: not what it half-registered before
     # raising, nor what it registered for earlier kinds.
-    for entries in [commands.commands, *(r.entries for r in registries.values())]:
+    entry_maps: list[dict[str, Any]] = [commands.commands, *(r.entries for r in registries.values())]
+    for entries in entry_maps:
         for name in [n for n, e in entries.items() if e.plugin in failures]:
             del entries[name]
     for catalog in catalogs.values():

@@ -29,5 +29,7 @@ _EXPORTS = {
     "MessageType": "bridgehost_ipc.protocol",
     "ProtocolError": "bridgehost_ipc.protocol",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [  # the names of _EXPORTS, spelt out for type checkers and linters
+    "Client", "CommandMessage", "CurveError", "MessageType", "ProtocolError", "SendQueueFull",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)

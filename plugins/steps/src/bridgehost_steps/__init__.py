@@ -52,5 +52,9 @@ _EXPORTS = {
     "GenericDiagnostic": "bridgehost_steps.values",
     "export": "bridgehost_steps.values",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [  # the names of _EXPORTS, spelt out for type checkers and linters
+    "Analysis", "Announcement", "Answer", "Control", "FileCreatedEffect", "GenericDiagnostic",
+    "JumpRequest", "PauseRequest", "ProcessContext", "ProcessFailureError", "State",
+    "StepsController", "SwapRequest", "export", "run_actions", "run_sync", "shield", "step",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
