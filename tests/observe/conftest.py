@@ -11,7 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # bhprom_support, bhprom_tasks
 
-from bhprom_support import HostProcess  # noqa: E402
+from bhprom_support import HostProcess
+
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:

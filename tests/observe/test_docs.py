@@ -12,7 +12,7 @@ from bridgehost.host import Host
 from bridgehost.metrics import declared_metrics
 
 DOC = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
-ROW = re.compile(r"^\| `(?P<name>[a-z_:]+)` \| (?P<type>gauge|counter|histogram) \|(?P<labels>[^|]*)\|", re.M)
+ROW = re.compile(r"^\| `(?P<name>[a-z_:]+)` \| (?P<type>gauge|counter|histogram) \|(?P<labels>[^|]*)\|", re.MULTILINE)
 
 
 def documented() -> dict[str, tuple[str, frozenset[str]]]:
@@ -26,7 +26,7 @@ def documented() -> dict[str, tuple[str, frozenset[str]]]:
 
 def test_every_served_metric_is_documented_and_no_other(host):
     page = host.scrape()
-    served = dict(re.findall(r"^# TYPE (\S+) (\S+)$", page, re.M))
+    served = dict(re.findall(r"^# TYPE (\S+) (\S+)$", page, re.MULTILINE))
     assert served == {name: kind for name, (kind, _) in documented().items()}
 
 

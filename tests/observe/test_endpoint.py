@@ -7,9 +7,9 @@ import http.client
 import threading
 import time
 
-from bridgehost.cli import main
-
 from bhprom_support import WAIT_S, HostProcess, http_get, run_cli, wait_until
+
+from bridgehost.cli import main
 
 
 def test_a_port_in_use_is_a_start_error_naming_it(host, tmp_path):

@@ -4,13 +4,9 @@ over real HTTP from a real ``bridgehost run`` process, checked with
 
 from __future__ import annotations
 
-import http.client
 import subprocess
-import sys
-import threading
 
-import msgspec
-from bhprom_support import WAIT_S, http_get, wait_until
+from bhprom_support import WAIT_S, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridgehost_ipc.client import Client

@@ -29,19 +29,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-import bridgehost
 import msgspec
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
+
+import bridgehost
 from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError
 from bridgehost.jobs import Status, now_ms
 from bridgehost.logs import RateLimitedLog
 from bridgehost.status import RefusalCause
 from bridgehost.text import cut_middle
-
 from bridgehost_ipc.endpoints import bind_hint, check_endpoint, exposure_warnings
+from bridgehost_ipc.peers import MONITOR_EVENTS, Connections, Outboxes
 from bridgehost_ipc.protocol import (
     MAX_ERROR_CHARS,
     PROTOCOL_VERSION,
@@ -54,7 +55,6 @@ from bridgehost_ipc.protocol import (
     recover_ids,
     scan_transaction_id,
 )
-from bridgehost_ipc.peers import MONITOR_EVENTS, Connections, Outboxes
 from bridgehost_ipc.routing import TopicRoutes
 from bridgehost_ipc.security import secure_ipc_file, server_curve
 
@@ -633,10 +633,7 @@ class ZmqTransport:
         50 ms while none does."""
         delay = 0.0
         while self.outboxes.size and self._socket is not None:
-            if await self._flush_once():
-                delay = 0.0
-            else:
-                delay = min(max(2 * delay, 0.001), 0.05)
+            delay = 0.0 if await self._flush_once() else min(max(2 * delay, 0.001), 0.05)
             await asyncio.sleep(delay)
 
     async def _flush_once(self) -> bool:
@@ -694,7 +691,7 @@ def _monitor(ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket, events: int) ->
     events, read without blocking; connected before ``bind`` so no event is missed."""
     address = f"inproc://bridgehost-monitor-{id(sock):x}"
     sock.monitor(address, events)
-    monitor = zmq.Context.shadow(ctx.underlying).socket(zmq.PAIR)
+    monitor: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PAIR)
     monitor.connect(address)
     return monitor
 
