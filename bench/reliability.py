@@ -13,12 +13,17 @@ folder, and prints one JSON line:
   ``paced``: the same with at most 8 unanswered per client (most run);
 - ``rss_growth_mb_per_100k_frames``: the host's RSS after FRAMES malformed
   frames minus before (after a warm-up), scaled to 100k;
+- ``slow_reader_rss_mb``: the host's peak RSS while two clients each send a
+  request for a 1 MB analysis result every 30 ms and never read, for
+  ``--slow-reader-s`` seconds (default 60; aim <= 200);
+  ``slow_reader_rss_after_mb``: its RSS 5 s after they disconnected;
 - ``host_restarts``: times a host died and had to be started again (aim 0);
 - ``orphan_processes``: processes of the scripts alive after the host's
   answer and its clean-up, plus host descendants left after it stopped (aim 0);
 - ``loadavg``: the 1-minute load average when it finished (the machine is shared).
 
-    uv run python bench/reliability.py [--requests 10000] [--clients 8] [--frames 100000]
+    uv run python bench/reliability.py [--requests 10000] [--clients 8] [--frames 100000] [--slow-reader-s 60]
+    uv run python bench/reliability.py --only slow-reader --slow-reader-s 15   # that figure alone, quickly
 
 Leaves nothing running: every process is stopped by its PID.
 """
@@ -37,6 +42,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "hostile"))
 
 import harness  # noqa: E402
+import zmq  # noqa: E402
+
+from bridgehost_ipc.protocol import encode, new_request  # noqa: E402
 
 MAX_FRAME = 65536
 
@@ -113,20 +121,81 @@ def traffic(folder: Path, restarts: list[str], *, clients: int, requests: int, f
     }
 
 
+BIG_SCRIPT = "def calculate_results(ctx):\n    return {'blob': 'x' * 1_000_000}\n"
+
+
+def slow_readers(folder: Path, restarts: list[str], *, duration_s: float, clients: int = 2) -> dict:
+    """Peak host RSS while ``clients`` DEALERs ask for 1 MB results every
+    30 ms and never read (each buffers next to nothing itself, so what is
+    not sent stays with the host: its worst case)."""
+    host = harness.HostProcess(folder)
+    harness.prepare_datastore(host.store)
+    (host.store.scripts_dir / "big.py").write_text(BIG_SCRIPT)
+    host.start()
+    socks = []
+    try:
+        for _ in range(clients):
+            sock = zmq.Context.instance().socket(zmq.DEALER)
+            sock.setsockopt(zmq.RCVHWM, 1)
+            sock.setsockopt(zmq.RCVBUF, 65536)
+            sock.setsockopt(zmq.SNDHWM, 100_000)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(host.endpoint)
+            socks.append(sock)
+        before = peak = host.rss_mb()
+        data = harness.request("big.py")
+        tid, started = 0, time.monotonic()
+        next_send = started
+        while (now := time.monotonic()) - started < duration_s:
+            if now >= next_send:
+                tid += 1
+                for sock in socks:
+                    sock.send(encode(new_request(tid, "hostile.quick", data)))
+                next_send += 0.03
+            peak = max(peak, host.rss_mb())
+            time.sleep(0.01)
+        for sock in socks:
+            sock.close(linger=0)
+        socks = []
+        time.sleep(5)
+        after = host.rss_mb()
+        ensure_alive(host, restarts, "slow readers")
+    finally:
+        for sock in socks:
+            sock.close(linger=0)
+        host.stop()
+    return {
+        "slow_reader_rss_mb": round(peak, 1),
+        "slow_reader_rss_before_mb": round(before, 1),
+        "slow_reader_rss_after_mb": round(after, 1),
+        "slow_reader_requests": tid * clients,
+        "slow_reader_s": duration_s,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--frames", type=int, default=100_000)
+    parser.add_argument("--slow-reader-s", type=float, default=60.0, help="seconds of the slow-reader figure")
+    parser.add_argument("--only", choices=["slow-reader"], help="measure only this figure")
     args = parser.parse_args()
+    if args.only == "slow-reader":
+        with tempfile.TemporaryDirectory(prefix="bh-reliability-") as tmp:
+            restarts: list[str] = []
+            line = slow_readers(Path(tmp), restarts, duration_s=args.slow_reader_s)
+        print(json.dumps({**line, "host_restarts": len(restarts), "loadavg": round(os.getloadavg()[0], 2)}))
+        return
     restarts: list[str] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bh-reliability-") as tmp:
-        matrix_dir, traffic_dir = Path(tmp, "matrix"), Path(tmp, "traffic")
-        matrix_dir.mkdir()
-        traffic_dir.mkdir()
+        matrix_dir, traffic_dir, slow_dir = Path(tmp, "matrix"), Path(tmp, "traffic"), Path(tmp, "slow")
+        for folder in (matrix_dir, traffic_dir, slow_dir):
+            folder.mkdir()
         results, left_in_host = hostile_matrix(matrix_dir, restarts)
         figures = traffic(traffic_dir, restarts, clients=args.clients, requests=args.requests, frames=args.frames)
+        figures |= slow_readers(slow_dir, restarts, duration_s=args.slow_reader_s)
     margins = [r.margin_s for r in results if r.case.expected_s and r.response is not None]
     line = {
         "hostile_cases": len(results),

@@ -160,3 +160,31 @@ def test_require_on_a_kernel_that_cannot_enforce_everything_is_a_config_error(ch
         assert code == 0, err
     else:
         assert code == 2 and "tasks[0].sandbox: 'require', but this kernel" in err
+
+
+def test_a_disabled_plugin_is_named_as_disabled_not_as_missing(check, monkeypatch):
+    monkeypatch.setenv("BRIDGEHOST_DISABLE_PLUGINS", "analysis")
+    code, out, err = check(GOOD)
+    assert code == 2
+    assert "task kind 'analysis' is not available" in err
+    assert "bridgehost-analysis is installed but its plugin 'analysis' is disabled by BRIDGEHOST_DISABLE_PLUGINS" in err
+    assert "pip install" not in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ({"file": '[plugins]\nload = ["ipc", "analyss"]\n'}, "plugins.load"),
+        ({"file": '[plugins]\ndisable = ["epic"]\n'}, "plugins.disable"),
+        ({"env": ("BRIDGEHOST_LOAD_PLUGINS", "ipc,analyss")}, "BRIDGEHOST_LOAD_PLUGINS"),
+        ({"env": ("BRIDGEHOST_DISABLE_PLUGINS", "analyss")}, "BRIDGEHOST_DISABLE_PLUGINS"),
+    ],
+    ids=["load", "disable", "load-env", "disable-env"],
+)
+def test_an_unknown_plugin_name_is_an_error_listing_the_installed_ones(check, monkeypatch, setting, key):
+    if "env" in setting:
+        monkeypatch.setenv(*setting["env"])
+    code, out, err = check(setting.get("file", "") + GOOD)
+    assert code == 2, out
+    assert f"rig.toml: {key}: no installed plugin is named " in err
+    assert "installed plugins: analysis, builtin, epics, ipc" in err

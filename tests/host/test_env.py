@@ -15,7 +15,7 @@ FILE = """
 name = "rig"
 
 [plugins]
-disable = ["nothing"]
+disable = ["epics"]
 
 [[tasks]]
 name = "echo"

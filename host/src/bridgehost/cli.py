@@ -112,6 +112,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"    FAILED TO LOAD: {info.error}")
             if args.traceback:
                 print("    " + plugins.failures[info.name].traceback.rstrip().replace("\n", "\n    "))
+    for skipped in sorted(plugins.skipped.values(), key=lambda p: p.plugin):
+        print(f"{skipped.plugin}  ({skipped.distribution or '-'})  NOT LOADED: {skipped.reason}")
+    for setting, names in plugins.unknown.items():
+        print(
+            f"bridgehost: warning: {setting} names no installed plugin: {', '.join(names)} "
+            f"(installed: {', '.join(plugins.installed)})",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -199,6 +199,7 @@ def load(path: str | os.PathLike[str]) -> tuple[Config, Plugins]:
     raw = read_toml(path)
     selection = read_plugins_section(raw, str(path), os.environ)
     plugins = load_plugins(load=selection.load, disable=selection.disable)
+    plugins.check_names(str(path))
     return parse_config(raw, plugins, source=str(path), environ=os.environ), plugins
 
 

@@ -33,7 +33,8 @@ import pluggy
 
 from bridgehost import hookspecs
 from bridgehost.commands import CommandRegistry
-from bridgehost.registry import CATALOG_ATTRIBUTE, Catalog, CatalogSpec, Kind, PluginFailure, Registry
+from bridgehost.errors import ConfigError
+from bridgehost.registry import CATALOG_ATTRIBUTE, Catalog, CatalogSpec, Kind, PluginFailure, Registry, SkippedPlugin
 
 T = TypeVar("T")
 
@@ -73,6 +74,26 @@ class Plugins:
     """The catalogs plugins declared (``CatalogSpec``), by hook name."""
     commands: CommandRegistry = field(default_factory=CommandRegistry)
     """The ``bridgehost`` sub-commands plugins added (``register_commands``)."""
+    skipped: dict[str, SkippedPlugin] = field(default_factory=dict)
+    """Installed plugins not loaded, by name, with the setting that left them out."""
+    unknown: dict[str, list[str]] = field(default_factory=dict)
+    """Names in an allow- or block-list (by setting: ``"[plugins] load"``,
+    ``BRIDGEHOST_DISABLE_PLUGINS`` ...) that no installed plugin has."""
+    installed: list[str] = field(default_factory=list)
+    """Every installed plugin name, loaded or not."""
+
+    def check_names(self, source: str) -> None:
+        """Raise ``ConfigError`` for the first setting that names a plugin
+        that is not installed (a typo would otherwise load, or disable,
+        nothing, silently); the message lists the installed names."""
+        for setting, names in self.unknown.items():
+            key = "plugins." + setting.split()[-1] if setting.startswith("[") else setting
+            raise ConfigError(
+                source,
+                key,
+                f"no installed plugin is named {', '.join(map(repr, names))}",
+                f"installed plugins: {', '.join(self.installed)} (`bridgehost plugins` lists them)",
+            )
 
     @property
     def hook(self) -> Any:
@@ -127,6 +148,10 @@ def load_plugins(
     env_load, env_disable = _names_from_env(LOAD_ENV), _names_from_env(DISABLE_ENV)
     allow = env_load if env_load is not None else load
     block = set(env_disable if env_disable is not None else (disable or []))
+    allowed_by = LOAD_ENV if env_load is not None else "[plugins] load"
+    blocked_by = DISABLE_ENV if env_disable is not None else "[plugins] disable"
+    skipped: dict[str, SkippedPlugin] = {}
+    installed = {BUILTIN, *(name for name, _ in extra or [])}
 
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
@@ -138,11 +163,16 @@ def load_plugins(
     infos[BUILTIN] = PluginInfo(BUILTIN, builtins.__name__, "bridgehost", _version("bridgehost"))
     candidates: list[tuple[PluginInfo, object]] = [(infos[BUILTIN], builtins)]
     for ep in _entry_points():
-        if ep.name in infos:
+        installed.add(ep.name)
+        if ep.name in infos or ep.name in skipped:
             continue  # the same plugin seen twice on sys.path: first one wins, as importlib does
-        if (allow is not None and ep.name not in allow) or ep.name in block:
-            continue
         dist = ep.dist.name if ep.dist else None
+        if ep.name in block:
+            skipped[ep.name] = SkippedPlugin(ep.name, dist, f"disabled by {blocked_by}", f"remove {ep.name!r} from it")
+            continue
+        if allow is not None and ep.name not in allow:
+            skipped[ep.name] = SkippedPlugin(ep.name, dist, f"not in {allowed_by}", f"add {ep.name!r} to it")
+            continue
         info = PluginInfo(ep.name, ep.value, dist, ep.dist.version if ep.dist else None)
         infos[ep.name] = info
         try:
@@ -179,7 +209,7 @@ def load_plugins(
 
     commands = CommandRegistry()
     _fill(pm, "register_commands", "command", commands.for_plugin, commands.names, failures, infos, argname="commands")
-    registries = {kind: Registry(kind, failures=failures) for kind in Kind}
+    registries = {kind: Registry(kind, failures=failures, skipped=skipped) for kind in Kind}
     wanted = set(kinds)
     for kind, registry in registries.items():
         if kind in wanted:
@@ -202,7 +232,12 @@ def load_plugins(
     for info in infos.values():
         if info.name in failures:
             info.kinds = {}
-    return Plugins(pm, registries, failures, infos, catalogs, commands)
+    unknown = {
+        setting: sorted(set(names) - installed)
+        for setting, names in ((allowed_by, allow or ()), (blocked_by, block))
+        if set(names) - installed
+    }
+    return Plugins(pm, registries, failures, infos, catalogs, commands, skipped, unknown, sorted(installed))
 
 
 def _check_hookimpls(pm: pluggy.PluginManager, plugin: object) -> None:

@@ -71,6 +71,18 @@ class Entry:
     summary: str = ""
 
 
+@dataclass(frozen=True)
+class SkippedPlugin:
+    """An installed plugin that was not loaded, and why: ``reason`` names the
+    setting (``"disabled by BRIDGEHOST_DISABLE_PLUGINS"``), ``remedy`` what
+    to change to load it."""
+
+    plugin: str
+    distribution: str | None
+    reason: str
+    remedy: str
+
+
 @dataclass
 class PluginFailure:
     """A plugin that could not be imported or whose register hook raised."""
@@ -89,6 +101,8 @@ class Registry:
     entries: dict[str, Entry] = field(default_factory=dict)
     failures: Mapping[str, PluginFailure] = field(default_factory=dict)
     """Plugins that failed to load, shared with the plugin manager."""
+    skipped: Mapping[str, SkippedPlugin] = field(default_factory=dict)
+    """Installed plugins that were not loaded (disabled, or not allowed), shared too."""
 
     def add(
         self,
@@ -136,7 +150,7 @@ class Registry:
             return entry
         what = self.kind.value if self.kind is Kind.DEMO else f"{self.kind.value} kind"
         provider = KNOWN_PROVIDERS.get(self.kind, {}).get(name)
-        raise_unknown(what, name, self.names(), provider, self.failures, source=source, key=key)
+        raise_unknown(what, name, self.names(), provider, self.failures, source=source, key=key, skipped=self.skipped)
 
 
 @dataclass(frozen=True)
@@ -184,16 +198,22 @@ def raise_unknown(
     *,
     source: str = "",
     key: str = "",
+    skipped: Mapping[str, SkippedPlugin] | None = None,
 ) -> NoReturn:
     """Raise ``UnknownKindError`` for ``name``, which no loaded plugin
     registered: ``"<what> 'name' is not available (available: ...)"``, with a
     hint naming ``provider`` (the distribution known to provide it, if any).
     When that distribution's plugin, or the only plugin, failed to load, the
-    error is chained to the plugin's own exception."""
+    error is chained to the plugin's own exception; when it is installed but
+    was not loaded (``skipped``), the hint says why and what to change."""
     message = f"{what} {name!r} is not available (available: {', '.join(available) or 'none'})"
     cause: BaseException | None = None
     broken = [f for f in failures.values() if provider and f.distribution == provider]
-    if broken:
+    unloaded = [s for s in (skipped or {}).values() if provider and s.distribution == provider]
+    if unloaded:
+        off = unloaded[0]
+        hint = f"{provider} is installed but its plugin {off.plugin!r} is {off.reason}: {off.remedy}"
+    elif broken:
         cause = broken[0].error
         hint = (
             f"{provider} is installed but its plugin {broken[0].plugin!r} failed to load: "
