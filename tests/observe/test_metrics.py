@@ -65,6 +65,9 @@ def test_running_queued_and_refused_by_a_full_queue(host):
         for tid in tids:
             wait_until(lambda tid=tid: _take(client, tid, responses), f"the response to transaction id {tid}")
     assert value(page, "bridgehost_jobs_running", task="rig.hold") == 2
+    # the three accepted requests are in flight on the zmq transport; the refused one was answered
+    assert value(page, "bridgehost_ipc_requests_in_flight", transport="zmq") == 3
+    assert value(page, "bridgehost_ipc_peers", transport="zmq") >= 1
     assert value(page, "bridgehost_jobs_queued", task="rig.hold") == 1
     refused = value(page, "bridgehost_requests_refused_total", cause="queue_full")
     assert refused - value(before, "bridgehost_requests_refused_total", cause="queue_full") == 1

@@ -1,5 +1,5 @@
 """bridgehost plugin ``ipc``: the ``zmq`` transport and trigger kinds, and
-the ``bridgehost call`` command.
+the ``bridgehost call``, ``status`` and ``top`` commands.
 
 The transport and trigger are imported inside their hooks, so loading the
 plugin for the command line (``bridgehost --help``) does not import pyzmq.
@@ -42,9 +42,21 @@ def register_triggers(registry: PluginRegistry) -> None:
 
 @hookimpl
 def register_commands(commands: PluginCommands) -> None:
-    from bridgehost_ipc.commands import call, configure_call
+    from bridgehost_ipc.commands import call, configure_call, configure_status, configure_top, status, top
 
     commands.add(
         "call", call, configure=configure_call,
         help="send one request to a running host over ZeroMQ and print the response",
     )
+    commands.add(
+        "status", status, configure=configure_status,
+        help="show what a running host is doing: tasks, running jobs, components, recent failures",
+    )
+    commands.add("top", top, configure=configure_top, help="a live view of a running host (host.status every second); q quits")
+
+
+@hookimpl
+def register_metrics(metrics, host) -> None:
+    from bridgehost_ipc.metrics import declare
+
+    declare(metrics, host)

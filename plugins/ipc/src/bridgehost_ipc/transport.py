@@ -6,7 +6,8 @@ once, with the request's transaction id:
 
 - malformed frames, multipart messages, oversized frames and messages a
   client may not send get an error response at once (and a WARNING line);
-- ``heartbeat`` messages are echoed; ``host.ping`` is answered directly;
+- ``heartbeat`` messages are echoed; ``host.ping`` and ``host.status``
+  (``Host.status()``) are answered directly;
 - other requests go to the handler registered for their topic
   (``add_handler``; the rules are ``bridgehost_ipc.routing``), each in its
   own asyncio task so a slow one never holds up the receive loop. The
@@ -91,6 +92,8 @@ WATCH_S = 0.05
 """How often the socket monitor is read when no message arrives, seconds."""
 GONE = "the client disconnected"
 """The cancel message of a request whose client went away."""
+MAX_PEERS_SHOWN = 20
+"""``host.status`` lists at most this many peers (``peer_count`` counts them all)."""
 
 
 class ZmqTransportConfig(TransportConfig, kw_only=True):
@@ -154,6 +157,7 @@ class ZmqTransport:
         self.routes: TopicRoutes[Handler] = TopicRoutes()
         """Who answers which topic; ``add_handler`` fills it."""
         self.routes.add("host.ping", self._ping)
+        self.routes.add("host.status", self._status)
         self._peers: dict[bytes, float] = {}  # DEALER peer routing id -> time.monotonic() last heard
         self._pruned_at = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -525,6 +529,25 @@ class ZmqTransport:
             }
         )
 
+    async def _status(self, message: CommandMessage) -> CommandMessage:
+        return message.reply(msgspec.to_builtins(self.host.status()))
+
+    def status(self) -> dict[str, Any]:
+        """What ``host.status`` shows of this transport: its endpoint, the
+        requests in flight, and its DEALER peers heard from within
+        ``peer_ttl_s`` (routing id as text when it is printable ASCII, else
+        hex; seconds since last heard; the ``MAX_PEERS_SHOWN`` most recent)."""
+        now = time.monotonic()
+        cutoff = now - self.config.peer_ttl_s
+        peers = sorted(((heard, peer) for peer, heard in self._peers.items() if heard >= cutoff), reverse=True)
+        return {
+            "state": "listening" if self._socket is not None else "stopped",
+            "endpoint": self.endpoint,
+            "in_flight": len(self._in_flight),
+            "peer_count": len(peers),
+            "peers": [{"id": _shown_id(peer), "idle_s": round(now - heard, 3)} for heard, peer in peers[:MAX_PEERS_SHOWN]],
+        }
+
     # -- sending -----------------------------------------------------------
 
     async def _send_response(self, envelope: list[bytes], request: CommandMessage, reply: CommandMessage) -> None:
@@ -694,6 +717,11 @@ def _monitor(ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket, events: int) ->
     monitor: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PAIR)
     monitor.connect(address)
     return monitor
+
+
+def _shown_id(identity: bytes) -> str:
+    text = identity.decode("ascii", errors="replace")
+    return text if identity.isascii() and text.isprintable() else identity.hex()
 
 
 def _bounded(reply: CommandMessage) -> CommandMessage:
