@@ -15,6 +15,8 @@ from bridgehost.host import Host
 from bridgehost.jobs import Request, Status
 from bridgehost.plugins import load_plugins
 
+from bridgehost_steps.controller import StepsController
+
 from stepkit import StepsPlugin, running_host
 
 
@@ -144,5 +146,37 @@ def test_start_through_the_controller_goes_through_the_lane_and_reports_queued_a
             await asyncio.sleep(0.01)
             assert controller.halt("b").accepted
             assert (await f2).status is Status.CANCELLED
+
+    asyncio.run(scenario())
+
+
+def test_the_controller_is_the_host_s_plugin_state_and_nothing_is_set_on_the_transport():
+    """Issue 11 item 2: a typed per-plugin state slot instead of attributes on
+    the transport and a module-level WeakKeyDictionary."""
+    text = """
+[[transports]]
+kind = "zmq"
+endpoint = "tcp://127.0.0.1:*"
+
+[[tasks]]
+name = "h"
+kind = "step"
+target = "hold"
+
+[[tasks]]
+name = "h2"
+kind = "step"
+target = "hold"
+"""
+
+    async def scenario():
+        async with running_host(text, steps={"hold": hold}) as (host, controller, _seen):
+            transport = host.transports["zmq"]
+            assert controller is StepsController.of(host) is host.plugin_state(StepsController)
+            assert controller.routed == [transport]  # two steps tasks, routed once
+            assert not [name for name in vars(transport) if "steps" in name]
+            assert not [name for name in vars(host.plugins) if "steps" in name]
+        other = build('[[tasks]]\nname = "h"\nkind = "step"\ntarget = "hold"\n')
+        assert StepsController.of(other) is not controller
 
     asyncio.run(scenario())

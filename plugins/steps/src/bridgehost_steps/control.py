@@ -38,9 +38,6 @@ from bridgehost.jobs import Status
 from bridgehost_steps.controller import TOPIC_PREFIX, StepsController
 from bridgehost_steps.machine import Answer, Control
 
-_ATTACHED = "_bridgehost_steps_attached"
-
-
 def attach(controller: StepsController, transport: Any) -> None:
     """Route ``steps.*`` on ``transport`` to ``controller`` and broadcast its
     announcements there (once per transport). Raises ``TypeError`` if the
@@ -50,10 +47,10 @@ def attach(controller: StepsController, transport: Any) -> None:
             f"transport {type(transport).__name__} cannot carry steps control (it needs add_handler and broadcast); "
             'set control_transport to a transport of kind "zmq"'
         )
-    if getattr(transport, _ATTACHED, None) is controller:
+    if any(routed is transport for routed in controller.routed):
         return
     transport.add_handler(TOPIC_PREFIX + "*", ZmqControl(controller).handle)
-    setattr(transport, _ATTACHED, controller)
+    controller.routed.append(transport)
     controller.broadcast_to(transport)
 
 

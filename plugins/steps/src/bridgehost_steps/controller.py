@@ -19,7 +19,6 @@ import asyncio
 import collections
 import logging
 import re
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +58,6 @@ Listener = Callable[[Announcement], None]
 class StepsController:
     """Registry of the running steps jobs of one host, and their control."""
 
-    _by_host: weakref.WeakKeyDictionary[Any, StepsController] = weakref.WeakKeyDictionary()
-
     def __init__(self, host: Host):
         self.host = host
         self.runs: dict[str, Run] = {}
@@ -69,17 +66,17 @@ class StepsController:
         self.history: collections.OrderedDict[str, RunStatus] = collections.OrderedDict()
         self._listeners: list[Listener] = []
         self._transports: list[Any] = []
+        self.routed: list[Any] = []
+        """Transports whose ``steps.*`` topics come here (``control.attach``)."""
         self._outbox: asyncio.Queue[Announcement] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._users = 0
 
     @classmethod
     def of(cls, host: Host) -> StepsController:
-        """The controller of ``host`` (created on first use)."""
-        controller = cls._by_host.get(host)
-        if controller is None:
-            controller = cls._by_host[host] = cls(host)
-        return controller
+        """The controller of ``host``: its plugin state slot
+        (``host.plugin_state``), created on first use."""
+        return host.plugin_state(cls)
 
     # -- runs --------------------------------------------------------------
 
