@@ -24,7 +24,8 @@ from bridgehost.jobs import Job, Request
 from bridgehost.plugins import load_plugins
 from bridgehost_steps.controller import Announcement, StepsController
 from bridgehost_steps.machine import State
-from bridgehost_steps.run import Limits, ProgramStep, Run, Topic
+from bridgehost_steps.run import Run
+from bridgehost_steps.run_types import Limits, ProgramStep, Topic
 from bridgehost_steps.steps import define
 
 WAIT_S = 10.0

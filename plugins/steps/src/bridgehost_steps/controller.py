@@ -28,7 +28,8 @@ from bridgehost.errors import InvalidRequest
 from bridgehost.jobs import Outcome, Request
 
 from bridgehost_steps.machine import ENDED, Answer, Control
-from bridgehost_steps.run import Run, RunStatus, Topic
+from bridgehost_steps.run import Run
+from bridgehost_steps.run_types import RunStatus, Topic
 
 if TYPE_CHECKING:
     from bridgehost.host import Host

@@ -12,22 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from bridgehost.errors import JobError, Skipped, TaskCrashed, TaskFailed
-from bridgehost.jobs import EventKind
-
 from bridgehost_steps.context import ProcessContext
 from bridgehost_steps.errors import ControlRequest, Halted, JumpRequest, PauseRequest, ProcessFailureError, SwapRequest
-from bridgehost_steps.machine import CHANGE_PENDING, NOT_PAUSABLE, Answer, Control, Event, ProcessEvent, State, next_state, refusal
+from bridgehost_steps.machine import (
+    CHANGE_PENDING,
+    NOT_PAUSABLE,
+    Answer,
+    Control,
+    Event,
+    ProcessEvent,
+    State,
+    next_state,
+    refusal,
+)
+from bridgehost_steps.run_types import Change, Limits, ProgramStep, Refused, RunStatus, Topic, parse_point
 from bridgehost_steps.steps import StepDef
 from bridgehost_steps.values import export
 
@@ -39,80 +44,6 @@ log = logging.getLogger("bridgehost.steps")
 MAX_ANALYSES = 100
 """Diagnostics kept per job for ``steps.status`` and the outcome (older ones
 were broadcast and are dropped from the snapshot)."""
-
-
-class Topic(enum.StrEnum):
-    """What an announcement is about; broadcast as ``steps.<value>``."""
-
-    STATE = "state"
-    LOCATION = "location"
-    DURATION = "duration"
-    ANALYSIS = "analysis"
-    PAUSABLE = "pausable"
-
-    @property
-    def event_kind(self) -> EventKind:
-        return _KINDS[self]
-
-
-_KINDS = {
-    Topic.STATE: EventKind.PROGRESS,
-    Topic.LOCATION: EventKind.LOCATION,
-    Topic.DURATION: EventKind.DURATION,
-    Topic.ANALYSIS: EventKind.DIAGNOSTIC,
-    Topic.PAUSABLE: EventKind.PROGRESS,
-}
-
-
-@dataclass(frozen=True)
-class ProgramStep:
-    """One entry of a program: the step, its name in the sequence, its data."""
-
-    name: str
-    step: StepDef
-    data: Any
-
-
-@dataclass(frozen=True)
-class Limits:
-    recovery_timeout_s: float
-    """How long a failed process waits for retry, skip or halt."""
-    halt_timeout_s: float
-    """How long a halted process's cleanup may take before it is abandoned."""
-
-
-@dataclass
-class Change:
-    """A jump or swap accepted but not yet handed to the process."""
-
-    kind: str  # "jump" | "swap"
-    value: Any
-
-
-class RunStatus(msgspec.Struct, kw_only=True):
-    """A snapshot of a job (``steps.status``), enough for a late subscriber to
-    pick up: ``seq`` is the sequence number of the last announcement."""
-
-    job_id: str
-    task: str
-    kind: str
-    state: str
-    step: int
-    step_name: str
-    steps: list[str]
-    point: Any = None
-    location: Any = None
-    duration_s: float | None = None
-    pausable: bool = False
-    pending: dict[str, Any] | None = None
-    error: str = ""
-    results: dict[str, Any] = {}
-    """What each step that completed returned, by step name."""
-    skipped: list[str] = []
-    analyses: list[Any] = []
-    seq: int = 0
-    started_ms: int = 0
-    ended_ms: int = 0
 
 
 Sink = Callable[["Run", Topic, "JobEvent"], None]
@@ -607,26 +538,6 @@ class Run:
             data["result"] = self.results.get(self.program[0].name)
         data["location"] = self.location
         return data
-
-
-class Refused(Exception):
-    """A guard refused an otherwise allowed control request; ``str()`` is the reason."""
-
-
-def parse_point(program: list[ProgramStep], point: Any) -> tuple[int, Any]:
-    """A sequence point ``{"step": index or name, "point": ...}`` as
-    ``(step index, the step's own point)``. Raises ``Refused`` naming the problem."""
-    names = [p.name for p in program]
-    if not isinstance(point, dict) or "step" not in point or not set(point) <= {"step", "point"}:
-        raise Refused(
-            f"a sequence point is {{\"step\": <index or name>, \"point\": <the step's point, optional>}}, got {point!r:.80}"
-        )
-    ref = point["step"]
-    if isinstance(ref, str) and ref in names:
-        return names.index(ref), point.get("point")
-    if type(ref) is int and 0 <= ref < len(program):
-        return ref, point.get("point")
-    raise Refused(f"no step {ref!r} in this sequence (steps: {', '.join(names)}; or an index 0-{len(names) - 1})")
 
 
 async def _call(step: StepDef, context: ProcessContext) -> Any:
