@@ -7,7 +7,11 @@ reads the run and calls the same script) on a free loopback port, and
 prints one JSON line:
 
 - ``p50_ms``, ``p99_ms``: one client, requests one after the other, trivial
-  script on a small run (zygote runner);
+  script on a small run (zygote runner), ``sandbox = "off"``;
+  ``sandbox_p50_ms``, ``sandbox_p99_ms``: the same with the sandbox (the
+  default, ``best-effort``: Landlock), on a second task of the same host,
+  the two called in alternating batches so both see the same machine;
+  ``sandbox_cost_ms``: the difference of the p50s;
 - ``throughput_per_s``: ``--clients`` clients (threads of this process, each
   with its own DEALER) sending as fast as they get answers, and the
   ``loaded_p50_ms``/``loaded_p99_ms`` they saw;
@@ -60,6 +64,13 @@ kind = "analysis"
 datastore = "./datastore"
 concurrency = 2
 queue_size = 256
+
+[[tasks]]
+name = "unconfined.run_analysis"
+kind = "analysis"
+datastore = "./datastore"
+sandbox = "off"
+concurrency = 2
 
 [[tasks]]
 name = "subprocess.run_analysis"
@@ -240,9 +251,13 @@ def measure(
     request = run.request("trivial.py")
     with running_host(folder, CONFIG) as host:
         endpoint = host.endpoint
-        for topic in ("python.run_analysis", "subprocess.run_analysis", "obvious.run_analysis"):
+        for topic in ("python.run_analysis", "unconfined.run_analysis", "subprocess.run_analysis", "obvious.run_analysis"):
             timed_calls(endpoint, topic, request, 3)  # warm up
-        sequential = timed_calls(endpoint, "python.run_analysis", request, requests)
+        sequential: list[float] = []
+        confined: list[float] = []
+        for _ in range(BATCHES):  # alternating, so both see the same machine
+            sequential += timed_calls(endpoint, "unconfined.run_analysis", request, max(1, requests // BATCHES))
+            confined += timed_calls(endpoint, "python.run_analysis", request, max(1, requests // BATCHES))
         family = host.family()
         cpu_before = cpu_seconds(family)
         rate, loaded = throughput(endpoint, request, clients, requests // clients)
@@ -259,11 +274,15 @@ def measure(
         memory = footprint(host.family())
     metrics = metrics_cost(folder, request, requests)
     zygote, baseline_ms, fallback_ms, loaded_ms = ms(sequential), ms(baseline), ms(fallback), ms(loaded)
+    sandboxed = ms(confined)
     return {
         "benchmark": "analysis_roundtrip",
         "requests": len(sequential),
         "clients": clients,
         **zygote,
+        "sandbox_p50_ms": sandboxed["p50_ms"],
+        "sandbox_p99_ms": sandboxed["p99_ms"],
+        "sandbox_cost_ms": round(sandboxed["p50_ms"] - zygote["p50_ms"], 3),
         "throughput_per_s": round(rate, 1),
         "loaded_p50_ms": loaded_ms["p50_ms"],
         "loaded_p99_ms": loaded_ms["p99_ms"],

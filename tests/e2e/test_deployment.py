@@ -9,7 +9,9 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 
+from bridgehost_analysis.sandbox import abi_version
 from bridgehost_analysis.traction import SCRIPT
 from bridgehost_ipc.client import Client
 
@@ -252,9 +254,11 @@ def calculate_results(ctx):
 def test_a_self_request_chain_ends_with_the_first_timeout(start_host, traction_run, tmp_path):
     """A script that asks its own host to run itself, then waits: when its run
     ends TIMEOUT its connection closes, and its queued request is withdrawn
-    (CANCELLED, never run) instead of starting the next link of the chain."""
+    (CANCELLED, never run) instead of starting the next link of the chain.
+    With the sandbox off: with it, the script's connection never reaches the
+    host (next test)."""
     (traction_run.store.root / "scripts" / "chain.py").write_text(CHAIN_SCRIPT)
-    host = start_host(ANALYSIS_DEPLOYMENT_ONE_SLOT)
+    host = start_host(ANALYSIS_DEPLOYMENT_ONE_SLOT.replace("{sandbox}", 'sandbox = "off"'))
     log = tmp_path / "chain.log"
     link = {"log": str(log), "endpoint": host.endpoint}
     second = traction_run.request("chain.py", custom_params=link)  # would write "ran" a second time
@@ -272,6 +276,28 @@ def test_a_self_request_chain_ends_with_the_first_timeout(start_host, traction_r
     assert host.settled() == []
 
 
+@pytest.mark.skipif(abi_version() < 4, reason=f"needs Landlock ABI 4 (TCP rules); this kernel offers {abi_version()}")
+def test_with_the_sandbox_a_self_request_chain_cannot_start(start_host, traction_run, tmp_path):
+    """``network = false`` (the default): the script's TCP connect to its
+    host is refused by the kernel (ZeroMQ retries it in its I/O thread), so
+    its request never reaches the host; the run ends at its timeout, alone."""
+    (traction_run.store.root / "scripts" / "chain.py").write_text(CHAIN_SCRIPT)
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    host = start_host(ANALYSIS_DEPLOYMENT_ONE_SLOT.replace("{sandbox}", f'sandbox_write = ["{log_dir}"]'))
+    log = log_dir / "chain.log"
+    link = {"log": str(log), "endpoint": host.endpoint}
+    first = traction_run.request("chain.py", custom_params={**link, "again": traction_run.request("chain.py", custom_params=link)})
+    with Client(host.endpoint) as client:
+        response = client.call("python.run_analysis", first, timeout_s=30)
+        assert response.data["status"] == "TIMEOUT", response
+        ok = client.call("python.run_analysis", traction_run.request(SCRIPT), timeout_s=30)
+    assert ok.success, ok.error_message
+    assert log.read_text().count("ran") == 1
+    assert host.output().count("running chain.py") == 1, host.output()
+    assert "withdrawn" not in host.output()
+
+
 ANALYSIS_DEPLOYMENT_ONE_SLOT = ZMQ_SERVED + """
 [[tasks]]
 name = "python.run_analysis"
@@ -279,4 +305,5 @@ kind = "analysis"
 datastore = "{datastore}"
 timeout_s = 3
 concurrency = 1
+{sandbox}
 """
