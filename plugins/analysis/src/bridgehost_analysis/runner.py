@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -497,7 +497,16 @@ class SubprocessRunner:
         pass
 
 
-Runner = ZygoteRunner | SubprocessRunner
+class Runner(Protocol):
+    """What the ``analysis`` task runs a spec with: ``ZygoteRunner``,
+    ``SubprocessRunner``, or ``bridgehost_analysis.batch.dask.DaskRunner``
+    (a zygote on a Dask worker)."""
+
+    async def start(self) -> None: ...
+
+    async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers: ...
+
+    async def stop(self) -> None: ...
 
 
 def _state(pid: int) -> str:

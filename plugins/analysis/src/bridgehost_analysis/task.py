@@ -80,10 +80,15 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     AutoCore's scripts expect), numpy ``arrays`` (faster for long traces) or
     read-only numpy memory maps of the ``.npy`` files (``mmap``: nothing is
     read until the script touches it). A request may ask for another."""
-    runner: Literal["zygote", "subprocess"] = "zygote"
+    runner: Literal["zygote", "subprocess", "dask"] = "zygote"
     """``zygote``: fork each run from a process with the runtime and
     ``preload`` imported (about a millisecond); ``subprocess``: a new
-    interpreter per run (tens of milliseconds, plus the script's imports)."""
+    interpreter per run (tens of milliseconds, plus the script's imports);
+    ``dask``: fork each run from a zygote on a worker of the Dask cluster at
+    ``scheduler`` (``bridgehost-analysis[dask]``; every worker must see the
+    datastore at the same path)."""
+    scheduler: str | None = None
+    """With ``runner = "dask"``: the Dask scheduler's address, ``tcp://HOST:8786``."""
     prefork: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
     """Children the zygote keeps forked ahead of demand. Absent:
     ``concurrency + 1``."""
@@ -226,11 +231,7 @@ class AnalysisTask:
             sandbox_read=[str(host.path(p).resolve()) for p in config.sandbox_read],
             sandbox_write=[str(host.path(p).resolve()) for p in config.sandbox_write],
         )
-        self.runner: Runner = (
-            ZygoteRunner(limits, prefork=config.prefork or config.concurrency + 1)
-            if config.runner == "zygote"
-            else SubprocessRunner(limits)
-        )
+        self.runner: Runner = self._runner(config, limits)
         self.analyses: Catalog[NamedAnalysis] = host.plugins.catalog(ANALYSES)
         self.configured_target = ""
         """What the config makes every request run (``"the script 'a.py'"``), or empty."""
@@ -250,6 +251,27 @@ class AnalysisTask:
             except InvalidScript as e:
                 raise InvalidField("script", str(e)) from None
             self.configured_target = f"the script {config.script!r}"
+
+    def _runner(self, config: AnalysisTaskConfig, limits: Limits) -> Runner:
+        if (config.runner == "dask") != (config.scheduler is not None):
+            raise InvalidField(
+                "scheduler", "'scheduler' goes with runner = \"dask\", and runner = \"dask\" needs it",
+                "e.g. runner = \"dask\" and scheduler = \"tcp://10.0.0.5:8786\"",
+            )
+        prefork = config.prefork or config.concurrency + 1
+        if config.runner == "subprocess":
+            return SubprocessRunner(limits)
+        if config.runner == "dask":
+            try:
+                from bridgehost_analysis.batch.dask import DaskRunner
+            except ImportError:
+                raise InvalidField("runner", "runner = \"dask\" needs Dask distributed",
+                                   "pip install 'bridgehost-analysis[dask]'") from None
+            assert config.scheduler is not None
+            deadline = config.timeout_s + 1 if config.timeout_s is not None else None
+            return DaskRunner(limits, scheduler=config.scheduler, datastore=str(self.store.root.resolve()),
+                              prefork=prefork, deadline_s=deadline)
+        return ZygoteRunner(limits, prefork=prefork)
 
     def _analysis_target(self, name: str, error: Any) -> str:
         """The ``"module:qualname"`` registered as analysis ``name``; else

@@ -40,6 +40,8 @@ from bridgehost.errors import BridgehostError
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row
 from bridgehost_analysis.batch.provenance import file_sha256
 from bridgehost_analysis.batch.selection import RunKey
+from bridgehost_analysis.protocol import ChildSpec, Limits
+from bridgehost_analysis.runner import RunLeftovers, ZygoteRunner
 
 log = logging.getLogger("bridgehost.reanalyze")
 CONNECT_S = 10.0
@@ -59,29 +61,70 @@ class WorkerCannotRun(BridgehostError):
     or sees another script); the message names the worker and the path."""
 
 
-class ZygotePlugin(WorkerPlugin):
-    """On each worker: an ``Analyser`` (one zygote) on an event loop of its
-    own thread, started in ``setup`` and stopped in ``teardown``.
-    ``concurrency``: runs at once on the worker (``None``: its threads)."""
+class _LoopPlugin(WorkerPlugin):
+    """An asyncio event loop in a thread of its own on each worker, for a
+    zygote runner: ``setup`` checks that the worker sees ``datastore``,
+    starts the loop and awaits ``_start()``; ``teardown`` awaits ``_stop()``
+    and ends the loop. ``call(coro)`` runs a coroutine there from a Dask
+    task's thread and returns its result."""
 
     idempotent = False
 
-    def __init__(self, plan: Plan, name: str, concurrency: int | None):
-        self.plan = plan
+    def __init__(self, name: str, datastore: str):
         self.name = name
-        self.concurrency = concurrency
+        self.datastore = datastore
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
+
+    def setup(self, worker: Any) -> None:
+        if not os.path.isdir(os.path.join(self.datastore, "results")):
+            raise WorkerCannotRun(
+                f"Dask worker {worker.address} cannot see the datastore {self.datastore} (no results/ folder there): "
+                "every worker must see it at the same path (a shared file system)"
+            )
+        self._check(worker)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bh-analysis-loop", daemon=True)
+        self.thread.start()
+        self.call(self._start(worker))
+
+    def teardown(self, worker: Any) -> None:
+        if self.loop is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.thread.join(10)
+        self.loop.close()
+        self.loop = None
+
+    def call(self, coro: Any) -> Any:
+        assert self.loop is not None, "the plugin is not set up"
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _check(self, worker: Any) -> None:
+        pass
+
+    async def _start(self, worker: Any) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class ZygotePlugin(_LoopPlugin):
+    """On each worker: an ``Analyser`` (one zygote) for a batch's ``Plan``.
+    ``concurrency``: runs at once on the worker (``None``: its threads)."""
+
+    def __init__(self, plan: Plan, name: str, concurrency: int | None):
+        super().__init__(name, plan.task.datastore)
+        self.plan = plan
+        self.concurrency = concurrency
         self.analyser: Analyser | None = None
         self.limit: asyncio.Semaphore | None = None
 
-    def setup(self, worker: Any) -> None:
-        datastore = self.plan.task.datastore
-        if not os.path.isdir(os.path.join(datastore, "results")):
-            raise WorkerCannotRun(
-                f"Dask worker {worker.address} cannot see the datastore {datastore} (no results/ folder there): "
-                "every worker must see it at the same path (a shared file system)"
-            )
+    def _check(self, worker: Any) -> None:
         p = self.plan.provenance
         if p.script_path is not None:
             try:
@@ -93,41 +136,26 @@ class ZygotePlugin(WorkerPlugin):
                     f"Dask worker {worker.address} sees another {p.script_path} (sha256 {sha[:12]}..., the client's "
                     f"{p.script_sha256[:12] if p.script_sha256 else ''}...): every worker must see the same datastore"
                 )
+
+    async def _start(self, worker: Any) -> None:
         concurrency = self.concurrency or max(1, worker.state.nthreads)
         plugins = None
-        if p.analysis is not None:
+        if self.plan.provenance.analysis is not None:
             from bridgehost.plugins import load_plugins
 
             plugins = load_plugins()
         task = msgspec.structs.replace(self.plan.task, concurrency=concurrency, prefork=min(64, concurrency + 1))
+        self.limit = asyncio.Semaphore(concurrency)
         self.analyser = Analyser(msgspec.structs.replace(self.plan, task=task), plugins)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="bh-reanalyze", daemon=True)
-        self.thread.start()
+        await self.analyser.start()
 
-        async def start() -> None:
-            self.limit = asyncio.Semaphore(concurrency)
-            assert self.analyser is not None
-            await self.analyser.start()
-
-        asyncio.run_coroutine_threadsafe(start(), self.loop).result()
-
-    def teardown(self, worker: Any) -> None:
-        if self.loop is None:
-            return
+    async def _stop(self) -> None:
         if self.analyser is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self.analyser.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if self.thread is not None:
-            self.thread.join(10)
-        self.loop.close()
-        self.loop = None
+            await self.analyser.stop()
 
     def run_group(self, keys: list[list[str]]) -> bytes:
         """Run ``keys`` (at most ``concurrency`` at once on this worker),
         record each; their rows as JSON."""
-        assert self.loop is not None and self.analyser is not None
 
         async def one(key: RunKey) -> Row:
             assert self.limit is not None and self.analyser is not None
@@ -138,16 +166,57 @@ class ZygotePlugin(WorkerPlugin):
         async def group() -> list[Row]:
             return list(await asyncio.gather(*(one(RunKey(*k)) for k in keys)))
 
-        return msgspec.json.encode(asyncio.run_coroutine_threadsafe(group(), self.loop).result())
+        return msgspec.json.encode(self.call(group()))
 
 
-def _run_group(plugin: str, keys: list[list[str]]) -> bytes:
-    """The Dask task: a group of runs on this worker's zygote."""
+class RunnerPlugin(_LoopPlugin):
+    """On each worker: a ``ZygoteRunner`` for an online ``analysis`` task
+    with ``runner = "dask"`` (``DaskRunner``)."""
+
+    def __init__(self, name: str, datastore: str, limits: Limits, prefork: int):
+        super().__init__(name, datastore)
+        self.limits = limits
+        self.prefork = prefork
+        self.runner: ZygoteRunner | None = None
+
+    async def _start(self, worker: Any) -> None:
+        self.runner = ZygoteRunner(self.limits, prefork=self.prefork)
+        await self.runner.start()
+
+    async def _stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+
+    def run_spec(self, spec: bytes, output_kept_bytes: int, output_kill_bytes: int, deadline_s: float | None) -> RunLeftovers:
+        """Run one ``ChildSpec`` (JSON); killed with its processes after
+        ``deadline_s`` (the host gave up on it by then)."""
+
+        async def run() -> RunLeftovers:
+            assert self.runner is not None
+            coro = self.runner.run(
+                msgspec.json.decode(spec, type=ChildSpec), output_kept_bytes=output_kept_bytes, output_kill_bytes=output_kill_bytes
+            )
+            return await asyncio.wait_for(coro, deadline_s)
+
+        return cast(RunLeftovers, self.call(run()))
+
+
+def _plugin(name: str, kind: type[_LoopPlugin]) -> Any:
     worker = get_worker()
-    zygote = worker.plugins.get(plugin)
-    if not isinstance(zygote, ZygotePlugin):
-        raise WorkerCannotRun(f"Dask worker {worker.address} has no {plugin} plugin (it failed to start: see its log)")
-    return zygote.run_group(keys)
+    plugin = worker.plugins.get(name)
+    if not isinstance(plugin, kind):
+        raise WorkerCannotRun(f"Dask worker {worker.address} has no {name} plugin (it failed to start: see its log)")
+    return plugin
+
+
+def _run_spec(name: str, spec: bytes, output_kept_bytes: int, output_kill_bytes: int, deadline_s: float | None) -> RunLeftovers:
+    """The Dask task of an online run: one spec on this worker's zygote."""
+    return cast(RunnerPlugin, _plugin(name, RunnerPlugin)).run_spec(spec, output_kept_bytes, output_kill_bytes, deadline_s)
+
+
+def _run_group(name: str, keys: list[list[str]]) -> bytes:
+    """The Dask task of a batch: a group of runs on this worker's zygote."""
+    return cast(ZygotePlugin, _plugin(name, ZygotePlugin)).run_group(keys)
 
 
 def _probe(address: str) -> None:
@@ -158,6 +227,83 @@ def _probe(address: str) -> None:
     parts = urlsplit(address)
     if parts.scheme == "tcp" and parts.hostname and parts.port:
         socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_S).close()
+
+
+class SchedulerUnreachable(BridgehostError):
+    """No Dask scheduler answers at the address; ``hint`` says what to do."""
+
+    hint = "check the address (tcp://HOST:8786), start one with 'dask scheduler', or use --scheduler local"
+
+
+async def connect(address: str, stack: contextlib.AsyncExitStack) -> Client:
+    """An asynchronous ``Client`` of the scheduler at ``address``, closed by
+    ``stack``. Raises ``SchedulerUnreachable`` naming the address if it does
+    not answer within ``CONNECT_S``, or is not an address."""
+    try:
+        await asyncio.to_thread(_probe, address)
+        client = Client(address, asynchronous=True, timeout=CONNECT_S)
+        await asyncio.wait_for(client, CONNECT_S + 1)
+    except ValueError as e:  # not an address distributed can parse
+        raise SchedulerUnreachable(f"{address!r} is not a Dask scheduler address ({e})") from None
+    except (OSError, TimeoutError) as e:
+        raise SchedulerUnreachable(f"the Dask scheduler at {address} did not answer within {CONNECT_S:.0f} s ({e})") from None
+    stack.push_async_callback(client.close)
+    return client
+
+
+class DaskRunner:
+    """The ``analysis`` task's runner for ``runner = "dask"``: each run goes
+    to a worker of the Dask cluster at ``scheduler`` and is forked from that
+    worker's zygote (``RunnerPlugin``), with the task's limits; the host
+    gets the same ``RunLeftovers`` as from its own zygote and interprets
+    them the same way. ``deadline_s`` (the task's ``timeout_s``, plus a
+    second): the worker kills a run by then even if the host's cancellation
+    does not reach it (Dask does not interrupt a running task)."""
+
+    def __init__(self, limits: Limits, *, scheduler: str, datastore: str, prefork: int, deadline_s: float | None):
+        self.limits = limits
+        self.scheduler = scheduler
+        self.datastore = datastore
+        self.prefork = prefork
+        self.deadline_s = deadline_s
+        self.name = f"bridgehost-analysis-{uuid.uuid4().hex[:8]}"
+        self.client: Client | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def start(self) -> None:
+        """Connect and start a zygote on every worker. Raises
+        ``SchedulerUnreachable`` or ``WorkerCannotRun``."""
+        if self.client is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = await connect(self.scheduler, stack)
+            await client.register_plugin(RunnerPlugin(self.name, self.datastore, self.limits, self.prefork), name=self.name)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self.client, self._stack = client, stack
+
+    async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers:
+        await self.start()
+        assert self.client is not None
+        future = self.client.submit(
+            _run_spec, self.name, msgspec.json.encode(spec), output_kept_bytes, output_kill_bytes, self.deadline_s, pure=False
+        )
+        try:
+            return cast(RunLeftovers, await future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.client.cancel([future]))
+            raise
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.unregister_worker_plugin(self.name)
+        if self._stack is not None:
+            await self._stack.aclose()
+        self.client, self._stack = None, None
 
 
 class DaskExecutor:
@@ -175,32 +321,22 @@ class DaskExecutor:
     async def _connect(self, stack: contextlib.AsyncExitStack) -> Client:
         from bridgehost_analysis.batch.core import BadBatch
 
-        if self.scheduler == "local":
-            cluster = await stack.enter_async_context(
-                LocalCluster(
-                    n_workers=self.workers or os.cpu_count() or 1,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    asynchronous=True,
-                )
+        if self.scheduler != "local":
+            try:
+                return await connect(self.scheduler, stack)
+            except SchedulerUnreachable as e:
+                raise BadBatch("--scheduler", str(e), e.hint) from None
+        cluster = await stack.enter_async_context(
+            LocalCluster(
+                n_workers=self.workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                asynchronous=True,
             )
-            return await stack.enter_async_context(Client(cluster, asynchronous=True))
-        try:
-            await asyncio.to_thread(_probe, self.scheduler)
-            client = Client(self.scheduler, asynchronous=True, timeout=CONNECT_S)
-            await asyncio.wait_for(client, CONNECT_S + 1)
-        except ValueError as e:  # not an address distributed can parse
-            raise BadBatch("--scheduler", f"{self.scheduler!r} is not a Dask scheduler address ({e})", "give tcp://HOST:PORT or 'local'") from None
-        except (OSError, TimeoutError) as e:
-            raise BadBatch(
-                "--scheduler",
-                f"the Dask scheduler at {self.scheduler} did not answer within {CONNECT_S:.0f} s ({e})",
-                "check the address (tcp://HOST:8786), start one with 'dask scheduler', or use --scheduler local",
-            ) from None
-        stack.push_async_callback(client.close)
-        return client
+        )
+        return await stack.enter_async_context(Client(cluster, asynchronous=True))
 
     async def execute(self, keys: Iterator[RunKey], emit: Callable[[Row], None], stop: asyncio.Event) -> None:
         first = next(keys, None)  # skipped runs come first: no cluster when nothing is left to do
