@@ -71,15 +71,16 @@ def rows_of(path: Path) -> list[dict]:
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each (in order: workers before their scheduler), SIGKILL what
+    has not exited within a few seconds."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def start_worker(address: str, name: str, prefix: list[str] | None = None) -> subprocess.Popen:
