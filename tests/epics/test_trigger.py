@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 
 import pytest
-
 from epics_support import WAIT_S, Watch, deployment
+
+from bridgehost_epics.names import db_path
+from bridgehost_epics.softioc import SoftIoc
 
 SUCCESS, TASK_FAIL, IO_FAILURE, CRASH, CANCELLED = 0, 1, 2, 3, 6
 
@@ -146,7 +149,7 @@ def test_a_trigger_set_before_start_up(ioc, start_host, policy, runs_expected):
         wait_runs(host, 1)
     time.sleep(0.3)  # would a wrong run show up?
     assert host.output().count("SUCCESS in") == runs_expected
-    assert f'already 1 when bridgehost connected' in host.output()
+    assert 'already 1 when bridgehost connected' in host.output()
 
 
 def test_without_trigger_count_each_put_after_the_reset_runs(ioc, start_host):
@@ -183,3 +186,23 @@ def test_a_host_stopped_mid_run_reports_the_cancelled_job_and_drops_busy(ioc, st
         assert int(c.get(P + "TaskStatus")) == CANCELLED
         assert c.get(P + "Busy") == 0
         assert c.get(P + "Trigger") == 0
+
+
+def test_an_ioc_away_at_start_is_logged_and_served_once_it_answers(tmp_path, start_host):
+    """The host does not wait for the IOC past put_timeout_s; when the IOC
+    answers, the channels connect and TaskStatus.DTYP is read then."""
+    i = SoftIoc(f"BH{uuid.uuid4().hex[:8].upper()}:", [db_path()], tmp_path / "ioc.log")
+    P = i.prefix
+    try:
+        host = start_host(deployment(P, "fail", trigger="put_timeout_s = 0.5"), i.client_env, wait_for="' running: tasks")
+        assert f"{P}Trigger: the IOC did not answer within put_timeout_s (0.5 s): starting anyway" in host.output()
+        i.start()
+        host.wait_output(f"{P}TaskStatus: writing statuses to {P}TaskStatus.RVAL")
+        host.wait_output("monitoring ")
+        with i.client() as c:
+            watch = Watch(c, [P + "TaskStatus"])
+            watch.wait(lambda ev: len(ev) >= 1)
+            c.put(P + "Trigger", 1)
+            watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [TASK_FAIL])
+    finally:
+        i.kill()
