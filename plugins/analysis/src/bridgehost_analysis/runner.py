@@ -367,7 +367,13 @@ class ZygoteHandle:
 
     def _exited(self, message: Exited) -> None:
         if self.scratch_root:  # every process of the run is dead: its scratch folder goes
-            self._background(asyncio.to_thread(_remove, os.path.join(self.scratch_root, str(message.pid))))
+            scratch = os.path.join(self.scratch_root, str(message.pid))
+            try:
+                os.rmdir(scratch)  # most runs leave it empty: no thread needed
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self._background(asyncio.to_thread(_remove, scratch))
         future = self.running.pop(message.pid, None)
         if future is not None:
             self.max_rss_kb = max(self.max_rss_kb, message.max_rss_kb)

@@ -271,6 +271,18 @@ def system_roots() -> Iterator[tuple[str, FS]]:
     yield "/dev/shm", SHM
 
 
+def _without_nested(rules: list[tuple[str, FS]]) -> list[tuple[str, FS]]:
+    """``rules`` with real paths, less those a rule on a folder above
+    already grants (``/usr/lib`` under ``/usr``): each rule costs every
+    child a system call."""
+    kept: list[tuple[str, FS]] = []
+    for path, rights in sorted((os.path.realpath(p), r) for p, r in rules):
+        if any(path.startswith(top.rstrip("/") + "/") and rights & ~granted == 0 for top, granted in kept):
+            continue
+        kept.append((path, rights))
+    return kept
+
+
 @dataclass
 class Confinement:
     """The confinement of one run, in steps (see the module doc): ``open``
@@ -304,7 +316,8 @@ class Confinement:
         self.abi = abi_version()
         every = fs_rights(self.abi)
         self.roots = []
-        for path, rights in [*system_roots(), *((p, READ_EXEC) for p in self.read), *((p, every) for p in self.write)]:
+        wanted = [*system_roots(), *((p, READ_EXEC) for p in self.read), *((p, every) for p in self.write)]
+        for path, rights in _without_nested(wanted):
             opened = self._open(path, rights)
             if opened is not None:
                 self.roots.append(opened)
