@@ -424,6 +424,21 @@ CASES: tuple[Case, ...] = (
         ("SUCCESS",),
     ),
     Case(
+        "self_request_chain",
+        _script(
+            "import json\n\nimport zmq\n\ndef calculate_results(ctx):\n    record()\n"
+            "    sock = zmq.Context.instance().socket(zmq.DEALER)\n"
+            "    sock.connect('tcp://127.0.0.1:__PORT__')\n"
+            "    data = {'script': 'self_request_chain.py', 'project_id': 'hostile', 'definition_id': 'matrix', 'run_id': 'r1'}\n"
+            "    sock.send(json.dumps({'transaction_id': 1, 'timecode': 0, 'topic': 'hostile.quick',\n"
+            "                          'message_type': 'request', 'data': data}).encode())\n"
+            "    sock.recv()  # its own request waits for this run: only the timeout ends it\n"
+        ),
+        # The sandbox refuses the connect (ABI 4); without it the transport
+        # withdraws the queued request when the run's connection closes.
+        ("TIMEOUT",), ("timeout_s",), expected_s=QUICK_TIMEOUT_S,
+    ),
+    Case(
         "slow_import_5s",
         _script("import time\nrecord()\ntime.sleep(5)\n\ndef calculate_results(ctx):\n    return {}\n"),
         ("TIMEOUT",), ("timeout_s",), expected_s=QUICK_TIMEOUT_S,
