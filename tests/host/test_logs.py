@@ -123,3 +123,19 @@ def test_rate_limited_log_one_line_per_cause_per_interval_then_the_count(caplog)
         "1 more line(s) of cause flood not logged",
     ]
     assert (lines.total, lines.suppressed) == (1003, 1000)
+
+
+def test_a_log_file_on_a_full_device_is_one_error_then_counted(restore_logging, capfd):
+    """/dev/full: every write fails with ENOSPC, as on a full disk."""
+    logs.configure("INFO", file="/dev/full")
+    log = logging.getLogger("bridgehost.test")
+    for i in range(200):
+        log.warning("line %d", i)
+    out, err = capfd.readouterr()
+    assert "Logging error" not in err and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "cannot write to the log file" in line]
+    assert errors == ["bridgehost: cannot write to the log file /dev/full: No space left on device; its lines "
+                      "are lost (counted) until it can be written again, stderr still gets every line"]
+    assert err.count("WARNING bridgehost.test: line ") == 200  # stderr still has every line
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, logs.LogFileHandler))
+    assert handler.lost == 200

@@ -25,11 +25,13 @@ worker threads).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime
 import logging
 import logging.handlers
 import os
+import sys
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -103,6 +105,46 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line, enc_hook=str).decode()
 
 
+class LogFileHandler(logging.handlers.RotatingFileHandler):
+    """The ``log_file`` handler: a ``RotatingFileHandler`` that, when the
+    file cannot be written (a full disk, a vanished folder), says so once on
+    stderr and then counts the lines lost instead of printing the standard
+    library's traceback for each one; when writing works again it says how
+    many were lost, in the file and on stderr."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = 0
+        """Lines not written since the file last worked."""
+        self.lost_total = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lost = self.lost
+        super().emit(record)  # calls handleError instead of raising
+        if lost and self.lost == lost:  # written: the file works again
+            note = f"bridgehost: writing to the log file {self.baseFilename} works again; {lost} line(s) were lost"
+            self.lost = 0
+            sys.stderr.write(note + "\n")
+            with contextlib.suppress(Exception):
+                self.stream.write(note + self.terminator)
+                self.flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # what is unwritten was counted as lost
+            super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if self.lost == 0:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else repr(error)
+            sys.stderr.write(
+                f"bridgehost: cannot write to the log file {self.baseFilename}: {reason}; "
+                "its lines are lost (counted) until it can be written again, stderr still gets every line\n"
+            )
+        self.lost += 1
+        self.lost_total += 1
+
+
 def configure(
     level: str = "INFO",
     *,
@@ -123,7 +165,7 @@ def configure(
     """
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if file is not None:
-        handlers.append(logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"))
+        handlers.append(LogFileHandler(file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"))
     formatter = JsonFormatter(host) if format == "json" else HumanFormatter()
     root = logging.getLogger()
     for old in list(root.handlers):
