@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-
 from typing import TYPE_CHECKING
 
 from bridgehost_ipc.protocol import DEFAULT_ENDPOINT
@@ -62,12 +62,29 @@ def configure_call(parser: argparse.ArgumentParser) -> None:
 
 def call(args: argparse.Namespace) -> int:
     """Exit 0 when the response says success, 1 when it does not or none came
-    in ``--timeout`` seconds, 2 for bad arguments (DATA not JSON, an unusable
-    endpoint or key file)."""
+    in ``--timeout`` seconds, 2 for bad arguments (an empty or too long
+    TOPIC, DATA not JSON, a ``--timeout`` that is not a positive finite
+    number, an unusable endpoint or key file), 130 on Ctrl-C (SIGINT), quietly."""
+    try:
+        return _call(args)
+    except KeyboardInterrupt:
+        return 130  # the shell's code for SIGINT; the user knows why
+
+
+def _call(args: argparse.Namespace) -> int:
     import msgspec
 
     from bridgehost_ipc.client import SendQueueFull
+    from bridgehost_ipc.protocol import MAX_TOPIC_LENGTH
 
+    if not 0 < len(args.topic) <= MAX_TOPIC_LENGTH:
+        what = "empty" if not args.topic else f"{len(args.topic)} characters long, over {MAX_TOPIC_LENGTH}"
+        print(f"bridgehost call: TOPIC is {what}; give the task name, e.g. python.run_analysis", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        print(f"bridgehost call: --timeout {args.timeout} is not a positive number of seconds; e.g. --timeout 30",
+              file=sys.stderr)
+        return 2
     try:
         data = json.loads(args.data) if args.data is not None else {}
     except json.JSONDecodeError as e:
