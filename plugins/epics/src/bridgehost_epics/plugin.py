@@ -47,3 +47,10 @@ def _epics_demo() -> int:
     from bridgehost_epics.demo import main  # only when asked
 
     return main()
+
+
+@hookimpl
+def register_metrics(metrics, host) -> None:
+    from bridgehost_epics.metrics import declare  # imports p4p: only for a host being observed
+
+    declare(metrics, host)
