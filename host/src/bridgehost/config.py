@@ -340,7 +340,7 @@ def _choices(type_: type, path: str) -> tuple[Any, ...]:
     for name, index in _PART.findall(path):
         while isinstance(info, msgspec.inspect.UnionType):  # `X | None`: follow the non-None side
             info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
-        if index and isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.TupleType)):
+        if index and isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
             info = info.item_type
         elif name and isinstance(info, msgspec.inspect.StructType):
             info = next((f.type for f in info.fields if f.encode_name == name), None)

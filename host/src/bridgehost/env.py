@@ -81,7 +81,9 @@ def apply_overrides(
     mine = [o for o in overrides if o.table == section and o.index == index]
     if not mine or not isinstance(table, dict):
         return table, {}
-    fields = {f.encode_name: f.type for f in msgspec.inspect.type_info(type_).fields}
+    info = msgspec.inspect.type_info(type_)
+    assert isinstance(info, msgspec.inspect.StructType)  # a section's type is a Struct
+    fields = {f.encode_name: f.type for f in info.fields}
     table = dict(table)
     env = {}
     for o in mine:

@@ -121,12 +121,12 @@ class Host:
         for i, cfg in enumerate(config.tasks):
             impl = self._build(Kind.TASK, i, cfg).impl
             self.lanes[cfg.name] = TaskLane(self, cfg, impl)
-        for i, cfg in enumerate(config.watchdogs):
-            self._build(Kind.WATCHDOG, i, cfg)
-        for i, cfg in enumerate(config.transports):
-            self.transports[cfg.name or cfg.kind] = self._build(Kind.TRANSPORT, i, cfg).impl
-        for i, cfg in enumerate(config.triggers):
-            self._build(Kind.TRIGGER, i, cfg)
+        for i, watchdog in enumerate(config.watchdogs):
+            self._build(Kind.WATCHDOG, i, watchdog)
+        for i, transport in enumerate(config.transports):
+            self.transports[transport.name or transport.kind] = self._build(Kind.TRANSPORT, i, transport).impl
+        for i, trigger in enumerate(config.triggers):
+            self._build(Kind.TRIGGER, i, trigger)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Host:

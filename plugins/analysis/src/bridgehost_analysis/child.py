@@ -160,7 +160,9 @@ def _warm() -> None:
     spec = msgspec.json.decode(_WARM_SPEC, type=ChildSpec)
     Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id).path.is_dir()
     name = f"bridgehost_warm_{uuid.uuid4().hex[:12]}"
-    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, spec.script_path))
+    module_spec = importlib.util.spec_from_file_location(name, spec.script_path)
+    assert module_spec is not None  # a path ending in .py always has one
+    module = importlib.util.module_from_spec(module_spec)
     exec(compile("def calculate_results(ctx):\n    return {}\n", spec.script_path, "exec"), vars(module))
     value = to_json_value(module.calculate_results({}) or {"a": [1.0, 2, "b", None]}, "result", max_bytes=1 << 10)
     msgspec.json.encode(Reply(result=msgspec.Raw(msgspec.json.encode(value))))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import secrets
@@ -363,7 +364,7 @@ class Run:
         folder = self.path / TRACES_DIR / name
         make_dirs(folder)
         for ch, array in arrays.items():
-            write_atomic(folder / f"{ch}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False))
+            write_atomic(folder / f"{ch}.npy", functools.partial(np.save, arr=array, allow_pickle=False))
         stale = [p for p in folder.glob("*.npy") if p.stem not in arrays]
         for path in stale:
             path.unlink()

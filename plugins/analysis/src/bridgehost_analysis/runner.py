@@ -242,13 +242,13 @@ class ZygoteHandle:
         channel = _ChildChannel(msgspec.json.encode(spec), spec.max_result_bytes + REPLY_OVERHEAD, kill)
         pipe = os.fdopen(child.output_fd, "rb", buffering=0)  # owns the fd from here on
         child.output_fd = -1
-        channels: list[asyncio.BaseTransport | io.RawIOBase] = [pipe, child.reply]
+        channels: list[asyncio.BaseTransport | io.RawIOBase | socket.socket] = [pipe, child.reply]
         leftovers: RunLeftovers | None = None
         try:
             channels.append((await loop.connect_read_pipe(lambda: output, pipe))[0])
             channels.append((await loop.connect_accepted_socket(lambda: channel, child.reply))[0])
             self._send(SpecTaken(child.pid, replace=not self.single_use))  # after the spec: its fork can wait
-            await asyncio.wait([channel.whole, exited], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([channel.whole, exited], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]  # two Future types
             if channel.whole.done():
                 self._early_deaths = 0
                 output.drain(pipe)  # the child wrote its output before its reply

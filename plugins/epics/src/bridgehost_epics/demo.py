@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bridgehost.host import Host
 from p4p.client.asyncio import Context
@@ -91,7 +92,7 @@ async def _trigger_once(host: Host) -> int:
 
 
 async def _handshake(ctxt: Context):
-    trigger = asyncio.Queue()
+    trigger: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_trigger(value):
         trigger.put_nowait(int(value))

@@ -81,7 +81,7 @@ class LogPVs(logging.Handler):
         self.pvs = pvs
         self.period_s = 1.0 / rate_hz
         self.lines = lines
-        self.recent = {level: collections.deque(maxlen=lines) for level in LOG_LEVELS}
+        self.recent: dict[str, collections.deque[str]] = {level: collections.deque(maxlen=lines) for level in LOG_LEVELS}
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()

@@ -94,7 +94,7 @@ def render(status: HostStatus, rates: dict[str, float] | None = None, note: str 
         tasks.add_column("jobs/s", justify="right")
     for task in status.tasks:
         ok, failed, refused = _counts(task.finished)
-        row = [
+        row: list[RenderableType] = [
             task.name, task.kind, f"{task.running}/{task.concurrency}", f"{task.queued}/{task.queue_size}",
             str(ok), Text(str(failed), "red" if failed else ""), str(refused),
         ]

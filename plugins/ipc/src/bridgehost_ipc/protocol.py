@@ -194,8 +194,9 @@ def recover_ids(frame: bytes | bytearray | memoryview) -> tuple[int, str]:
     topic = obj.get("topic")
     if not isinstance(topic, str) or len(topic) > MAX_TOPIC_LENGTH:
         topic = ""
-    valid_tid = type(tid) is int and 0 <= tid <= MAX_TRANSACTION_ID
-    return (tid if valid_tid else 0), topic
+    if isinstance(tid, int) and not isinstance(tid, bool) and 0 <= tid <= MAX_TRANSACTION_ID:
+        return tid, topic
+    return 0, topic
 
 
 def scan_transaction_id(frame: bytes | bytearray | memoryview) -> int:

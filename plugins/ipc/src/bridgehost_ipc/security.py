@@ -183,7 +183,7 @@ class ServerCurve:
 
 
 _NO_CURVE = "it does not use CURVE (security mechanism mismatch); give it the keys"
-_FAILURES = {
+_FAILURES: dict[int, str] = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: _NO_CURVE,
     zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: (
         "its CURVE handshake does not decrypt: it uses another host public key than this host's"

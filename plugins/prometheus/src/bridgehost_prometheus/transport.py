@@ -148,7 +148,9 @@ class PrometheusTransport:
             ) from e
         self._server, self._observer = server, observer
         bound_host, bound_port = server.server_address[:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+        if isinstance(bound_host, bytes):  # typeshed allows it; an AF_INET(6) server's is a str
+            bound_host = bound_host.decode()
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}/metrics"
         # The job hooks have no host argument: an object registered with this
         # host's plugin manager while serving sees exactly this host's jobs.

@@ -117,7 +117,7 @@ class ZmqControl:
         if shape is None:
             return message.fail(f"unknown steps topic {message.topic!r}; the steps topics are {_topics()}")
         try:
-            args = msgspec.convert({} if message.data is None else message.data, shape)
+            args: Any = msgspec.convert({} if message.data is None else message.data, shape)  # one of _SHAPES
         except msgspec.ValidationError as e:
             fields = ", ".join(shape.__struct_fields__)
             return message.fail(f"bad data for {message.topic} ({e}); it takes an object with: {fields}")

@@ -489,6 +489,9 @@ class Run:
         finally:
             self._recovery = None
         # A decision that came with the expiry still wins: it was answered "accepted".
+        decision: str
+        data: Any
+        point: Any
         decision, data, point = recovery.result() if recovery.done() else ("expired", None, None)
         if decision == "retry":
             has_data, new_data = data
