@@ -508,6 +508,9 @@ class Runner(Protocol):
     ``SubprocessRunner``, or ``bridgehost_analysis.batch.dask.DaskRunner``
     (a zygote on a Dask worker)."""
 
+    limits: Limits
+    """The limits every run gets (``bridgehost check`` reads the sandbox folders)."""
+
     async def start(self) -> None: ...
 
     async def run(self, spec: ChildSpec, *, output_kept_bytes: int, output_kill_bytes: int) -> RunLeftovers: ...
