@@ -126,7 +126,8 @@ class LogFileHandler(logging.handlers.RotatingFileHandler):
             self.lost = 0
             sys.stderr.write(note + "\n")
             with contextlib.suppress(Exception):
-                self.stream.write(note + self.terminator)
+                if self.stream is not None:  # None while a rollover reopens it
+                    self.stream.write(note + self.terminator)
                 self.flush()
 
     def close(self) -> None:
