@@ -89,25 +89,36 @@ def test_traces_as_memory_maps_and_per_request(run, script, make_task, analyse) 
     assert analyse(task, {**per_request, "raw_data": "arrays"})["type"] == "ndarray"
 
 
-def test_a_dead_zygote_fails_the_run_and_is_replaced(run, script, make_task) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
+def test_a_lost_zygote_fails_the_run_and_is_replaced(run, script, make_task, sig) -> None:
+    """A zygote killed, or stopped from outside (the host sees its state in
+    /proc within WATCH_S and kills it with its processes): the run in
+    progress ends CRASH saying so, not TIMEOUT, and the next one runs on a
+    new zygote; the stopped one and its running child are gone."""
     slow = script("slow.py", "import time\ndef calculate_results(ctx):\n    time.sleep(300)\n")
     good = script("good.py", GOOD)
     task = make_task()
 
-    async def kill_zygote_during_a_run():
+    async def lose_zygote_during_a_run():
         await task.start()
         zygote = task.runner.zygote
         running = asyncio.ensure_future(task.run(_job(run.request(slow))))
         while not zygote.running:
             await asyncio.sleep(0.01)
-        os.kill(zygote.pid, signal.SIGKILL)
+        child = next(iter(zygote.running))
+        os.kill(zygote.pid, sig)
         with pytest.raises(TaskCrashed, match="was lost with the analysis zygote"):
             await asyncio.wait_for(running, 20)
         result = await task.run(_job(run.request(good)))
         assert task.runner.zygote is not zygote and task.runner.zygote.alive
+        for pid in (zygote.pid, child):
+            try:
+                assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
+            except psutil.NoSuchProcess:
+                pass
         return result
 
-    assert asyncio.run(_and_stop(task, kill_zygote_during_a_run())) == {"n": 4}
+    assert asyncio.run(_and_stop(task, lose_zygote_during_a_run())) == {"n": 4}
 
 
 def test_a_preload_that_fails_to_import_stops_the_start(make_task, analyse) -> None:
