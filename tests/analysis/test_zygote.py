@@ -4,6 +4,7 @@ restart, and what is left after the task stops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import textwrap
@@ -112,10 +113,8 @@ def test_a_lost_zygote_fails_the_run_and_is_replaced(run, script, make_task, sig
         result = await task.run(_job(run.request(good)))
         assert task.runner.zygote is not zygote and task.runner.zygote.alive
         for pid in (zygote.pid, child):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):  # gone, or a zombie not yet reaped
                 assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
-            except psutil.NoSuchProcess:
-                pass
         return result
 
     assert asyncio.run(_and_stop(task, lose_zygote_during_a_run())) == {"n": 4}
