@@ -172,9 +172,10 @@ def test_the_zygote_keeps_prefork_children_waiting(run, script, make_task) -> No
         zygote = psutil.Process(task.runner.zygote.pid)
         deadline = asyncio.get_running_loop().time() + 10
         while True:  # the last children exit after their reply, their replacements come
-            names = sorted(c.name() for c in zygote.children())
-            if names == ["bh-waiting"] * 3 or asyncio.get_running_loop().time() > deadline:
-                return names, len(task.runner.zygote.ready)
+            names, ready = sorted(c.name() for c in zygote.children()), len(task.runner.zygote.ready)
+            # a child names itself before the host has read the zygote's Ready for it: wait for both
+            if (names, ready) == (["bh-waiting"] * 3, 3) or asyncio.get_running_loop().time() > deadline:
+                return names, ready
             await asyncio.sleep(0.02)
 
     assert asyncio.run(_and_stop(task, runs())) == (["bh-waiting"] * 3, 3)
