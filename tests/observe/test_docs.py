@@ -1,9 +1,12 @@
 """docs/observability.md lists exactly the metrics the endpoint serves:
-names and types as a real scrape shows them, labels as declared."""
+names and types as a real scrape shows them, labels as declared; the
+example Grafana dashboard charts them with queries that parse."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -45,3 +48,35 @@ def test_the_documented_labels_are_the_declared_ones(host):
     docs = documented()
     for metric in declared_metrics(Host.from_file(host.config)):
         assert docs[metric.name] == (str(metric.type), frozenset(metric.labels)), metric.name
+
+
+GRAFANA = Path(__file__).parents[2] / "examples" / "grafana"
+METRIC = re.compile(r"\b(bridgehost_[a-z_]+|process_[a-z_]+)\b")
+
+
+def queries() -> list[str]:
+    """Every PromQL expression of the example dashboard and of the alert
+    rules its README shows, the dashboard's ``$instance`` variable set to all."""
+    dashboard = json.loads((GRAFANA / "bridgehost-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    readme = (GRAFANA / "README.md").read_text()
+    exprs += re.findall(r"^\s+expr: (.+)$", readme, re.M)
+    return [e.replace("$instance", ".*") for e in exprs]
+
+
+def test_the_grafana_queries_name_documented_metrics():
+    docs = documented()
+    found = {m for expr in queries() for m in METRIC.findall(expr)}
+    known = set(docs) | {f"{name}_bucket" for name, (kind, _) in docs.items() if kind == "histogram"}
+    assert found and found <= known, f"undocumented: {sorted(found - known)}"
+    assert {name for name in docs if name.startswith("bridgehost_")} - {m.removesuffix("_bucket") for m in found} <= {
+        "bridgehost_job_events_total"
+    }, "a metric the dashboard does not chart"
+
+
+def test_the_grafana_queries_parse(promtool, tmp_path):
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"q{i}", "expr": e} for i, e in enumerate(queries())]}]}
+    path = tmp_path / "rules.json"  # YAML is a superset of JSON
+    path.write_text(json.dumps(rules))
+    check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
