@@ -28,6 +28,7 @@ from bridgehost.jobs import Job, Request, Status
 from bridgehost.registry import Catalog, CatalogSpec
 from bridgehost_analysis.batch.provenance import RECORDS_DIR, Provenance, Record, record_name, write_record
 from bridgehost_analysis.batch.selection import RunKey
+from bridgehost_analysis.runner import ZygoteFailed
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class Analyser:
         except TimeoutError:
             status = Status.TIMEOUT
             error = f"the run took longer than its timeout ({config.timeout_s} s) and was killed with its processes"
+        except ZygoteFailed as e:  # twice in a row: the next run starts a new zygote again
+            status, error = Status.CRASH, f"the analysis zygote failed: {e}"
         return Record(
             provenance=self.plan.provenance,
             status=status.name,

@@ -280,7 +280,7 @@ class Batch:
             return DaskExecutor(self.plan, self.options.scheduler, workers=self.options.workers)
         return LocalExecutor(self.plan, self.plugins, self.options.workers or os.cpu_count() or 1)
 
-    def run(self, *, print_summary: Callable[[str], None] | None = None) -> Summary:
+    def run(self) -> Summary:
         """Run the batch; return its summary. Ctrl-C and SIGTERM stop it
         cleanly (see ``GRACE_S``): the output and records hold what finished."""
         return asyncio.run(self._run())
