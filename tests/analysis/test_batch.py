@@ -192,6 +192,15 @@ def test_bad_options_name_what_is_wrong(tmp_path: Path) -> None:
         reanalyze(Options(datastore=store.root, script="count.py", output=tmp_path / "o.xlsx"))
 
 
+def test_a_zygote_that_cannot_start_ends_the_batch_with_its_reason(tmp_path: Path) -> None:
+    from bridgehost_analysis.batch.core import BatchFailed
+
+    store = make_store(tmp_path / "ds", {"acme": 1})
+    with pytest.raises(BatchFailed, match="could not start: preload: importing 'no_such_module_q' failed"):
+        reanalyze(Options(datastore=store.root, script="count.py", progress=False, task={"preload": ["no_such_module_q"]}))
+    assert not list(store.results_dir.glob(f"*/*/*/{RECORDS_DIR}/*.json"))
+
+
 # -- the command ---------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 
 from bridgehost import __version__ as bridgehost_version
-from bridgehost.errors import ConfigError, UnknownKindError
+from bridgehost.errors import BridgehostError, ConfigError, UnknownKindError
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row, row_of
 from bridgehost_analysis.batch.output import Output, OutputError, check_output
 from bridgehost_analysis.batch.provenance import (
@@ -43,6 +43,7 @@ from bridgehost_analysis.batch.selection import BadRunList, RunKey, read_run_lis
 from bridgehost_analysis.datastore import Datastore, InvalidScript
 from bridgehost_analysis.hookspecs import ANALYSES
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
+from bridgehost_analysis.runner import ZygoteFailed
 from bridgehost_analysis.task import AnalysisTaskConfig, check_function
 
 log = logging.getLogger("bridgehost.reanalyze")
@@ -60,6 +61,10 @@ class BadBatch(ConfigError):
 
     def __init__(self, option: str, message: str, hint: str = ""):
         super().__init__("reanalyze", option, message, hint)
+
+
+class BatchFailed(BridgehostError):
+    """A batch that started but cannot go on (exit 1): its zygote cannot start."""
 
 
 @dataclass
@@ -180,7 +185,10 @@ class LocalExecutor:
         if first is None:
             return
         keys = itertools.chain([first], keys)
-        await self.analyser.start()
+        try:
+            await self.analyser.start()
+        except ZygoteFailed as e:
+            raise BatchFailed(f"the analysis zygote could not start: {e}") from None
         try:
             await asyncio.gather(*(worker(i) for i in range(self.workers)))
         finally:
