@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -151,7 +152,9 @@ def dask_rate(store: Datastore, empty_tasks: int) -> tuple[float, float, float]:
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL
+    ) as cluster:
         started = time.perf_counter() - t0
         _, summary = command(str(store.root), "--script", SCRIPT, "--force", "--scheduler", cluster.scheduler_address)
         with Client(cluster) as client:

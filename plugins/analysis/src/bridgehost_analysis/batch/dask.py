@@ -333,6 +333,9 @@ class DaskExecutor:
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # Its workers log heartbeat tracebacks while it shuts down; a
+                # failing worker reaches the batch as an exception anyway.
+                silence_logs=logging.CRITICAL,
                 asynchronous=True,
             )
         )
