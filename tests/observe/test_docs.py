@@ -60,7 +60,7 @@ def queries() -> list[str]:
     dashboard = json.loads((GRAFANA / "bridgehost-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     readme = (GRAFANA / "README.md").read_text()
-    exprs += re.findall(r"^\s+expr: (.+)$", readme, re.M)
+    exprs += re.findall(r"^\s+expr: (.+)$", readme, re.MULTILINE)
     return [e.replace("$instance", ".*") for e in exprs]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bridgehost import hookimpl
 from bridgehost.registry import Registry
-
 from bridgehost_prometheus.transport import PrometheusTransport, PrometheusTransportConfig
 
 

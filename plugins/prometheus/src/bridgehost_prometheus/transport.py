@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from bridgehost import hookimpl
 from bridgehost.config import TransportConfig
@@ -112,7 +112,7 @@ class PrometheusTransport:
         self.name = config.name or config.kind
         self.address = parse_listen(config.listen)
         buckets = config.duration_buckets_s
-        if any(b >= a for b, a in zip(buckets, buckets[1:], strict=False)):
+        if any(b >= a for b, a in itertools.pairwise(buckets)):
             raise InvalidField("duration_buckets_s", f"{buckets} is not increasing", "list the bounds from small to large")
         self.url = ""
         self._server: WSGIServer | None = None
@@ -124,8 +124,10 @@ class PrometheusTransport:
         if is_loopback(self.address[0]):
             return []
         return [
-            f"listen = {self.config.listen!r} is not a loopback address: anyone who reaches it reads the metrics; "
-            "keep 127.0.0.1 and let Prometheus reach it through a tunnel or a proxy with access control"
+            (
+                f"listen = {self.config.listen!r} is not a loopback address: anyone who reaches it reads the metrics; "
+                "keep 127.0.0.1 and let Prometheus reach it through a tunnel or a proxy with access control"
+            )
         ]
 
     async def start(self) -> None:
