@@ -91,15 +91,15 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=200)
     args = parser.parse_args()
     P = PREFIX
-    state = lambda name: lambda v: STEP_STATES[int(v)] == name  # noqa: E731
+    state = lambda name: lambda v: STEP_STATES[int(v)] == name
     with tempfile.TemporaryDirectory() as tmp:
         ioc = SoftIoc(P, [db_path()], Path(tmp) / "ioc.log")
         ioc.start()
         config = Path(tmp) / "bench.toml"
         config.write_text(CONFIG)
-        log = open(Path(tmp) / "host.log", "wb")
-        host = subprocess.Popen([sys.executable, "-m", "bridgehost.cli", "run", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, **ioc.client_env})
+        with open(Path(tmp) / "host.log", "wb") as log:  # the host keeps its own copy of the fd
+            host = subprocess.Popen([sys.executable, "-m", "bridgehost.cli", "run", str(config)], stdout=log,
+                                    stderr=subprocess.STDOUT, env={**os.environ, **ioc.client_env})
         try:
             with ioc.client() as c:
                 seen = Seen(c, [P + "State", P + "ControlAnswer", P + "Busy"])

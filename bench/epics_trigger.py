@@ -131,7 +131,7 @@ def measure(ioc: SoftIoc, host: subprocess.Popen, log: Path, args: argparse.Name
             before = duration.n
             t0 = time.perf_counter()
             c.put(P + "Trigger", 1, get=False)
-            duration.wait_for(lambda u: u.n > before)
+            duration.wait_for(lambda u, before=before: u.n > before)
             latencies.append((time.perf_counter() - t0) * 1000)
             trigger.wait_for(lambda u: int(u.last) == 0)
 
@@ -140,7 +140,7 @@ def measure(ioc: SoftIoc, host: subprocess.Popen, log: Path, args: argparse.Name
         for _ in range(back_to_back):
             before = trigger.n
             c.put(P + "Trigger", 1, get=False)
-            trigger.wait_for(lambda u: u.n > before and int(u.last) == 0)  # reset: handshake done
+            trigger.wait_for(lambda u, before=before: u.n > before and int(u.last) == 0)  # reset: handshake done
         max_rate = back_to_back / (time.perf_counter() - t0)
 
         runs_before = log.read_text().count("SUCCESS in")

@@ -41,10 +41,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "hostile"))
 
-import harness  # noqa: E402
-import zmq  # noqa: E402
+import harness
+import zmq
 
-from bridgehost_ipc.protocol import encode, new_request  # noqa: E402
+from bridgehost_ipc.protocol import encode, new_request
 
 MAX_FRAME = 65536
 

@@ -56,16 +56,20 @@ HOSTILE = {
         20.0,
     ),
     "fork_bomb": (
-        "def calculate_results(ctx):\n    while True:\n        try:\n            os.fork()\n"
-        "        except OSError:\n            pass\n",
+        (
+            "def calculate_results(ctx):\n    while True:\n        try:\n            os.fork()\n"
+            "        except OSError:\n            pass\n"
+        ),
         {"max_processes": 32},
         TaskCrashed,
         r"more than max_processes \(32\) processes.*fork bomb",
         20.0,
     ),
     "gigabyte_of_stdout": (
-        "import sys\ndef calculate_results(ctx):\n    line = 'x' * (1 << 20)\n    for _ in range(1024):\n"
-        "        sys.stdout.write(line)\n    return {}\n",
+        (
+            "import sys\ndef calculate_results(ctx):\n    line = 'x' * (1 << 20)\n    for _ in range(1024):\n"
+            "        sys.stdout.write(line)\n    return {}\n"
+        ),
         {},
         TaskCrashed,
         r"wrote more than output_kill_bytes \(67108864\) to stdout/stderr and was killed",

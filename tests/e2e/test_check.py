@@ -92,7 +92,7 @@ def test_a_config_path_that_is_no_utf8_file_is_one_line_and_exit_2(tmp_path, cap
     path = tmp_path / "rig.toml"
     make(path)
     assert main([command, str(path)]) == 2
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert err.startswith(f"bridgehost: {path}: {problem}")
     assert err.count("\n") == 1 and "Traceback" not in err
 
@@ -164,7 +164,7 @@ def test_require_on_a_kernel_that_cannot_enforce_everything_is_a_config_error(ch
 
 def test_a_disabled_plugin_is_named_as_disabled_not_as_missing(check, monkeypatch):
     monkeypatch.setenv("BRIDGEHOST_DISABLE_PLUGINS", "analysis")
-    code, out, err = check(GOOD)
+    code, _, err = check(GOOD)
     assert code == 2
     assert "task kind 'analysis' is not available" in err
     assert "bridgehost-analysis is installed but its plugin 'analysis' is disabled by BRIDGEHOST_DISABLE_PLUGINS" in err

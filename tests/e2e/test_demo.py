@@ -20,7 +20,7 @@ def test_demo_prints_the_seed_script_results(tmp_path):
         cwd=tmp_path,  # it needs no checkout and writes nothing where it runs
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    printed = dict(re.findall(r"^\s+(max_force|avg_force)\s+(-?[\d.]+(?:e[-+]?\d+)?)", result.stdout, re.M))
+    printed = dict(re.findall(r"^\s+(max_force|avg_force)\s+(-?[\d.]+(?:e[-+]?\d+)?)", result.stdout, re.MULTILINE))
     assert set(printed) == {"max_force", "avg_force"}, result.stdout
     # The demo's run is generate_run's default, which is deterministic: recompute it here.
     run = generate_run(tmp_path / "expected")

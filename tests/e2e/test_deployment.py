@@ -120,7 +120,7 @@ def test_sigterm_answers_every_accepted_request_and_leaves_no_process(start_host
     assert len(running) == 2  # the two running ones got the grace period, then were cancelled
     # The analysis processes ran in their own sessions: they would outlive the
     # host as orphans if its shutdown had not killed them.
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
 
 

@@ -4,7 +4,6 @@ are enough for the demo to run from anywhere."""
 
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 

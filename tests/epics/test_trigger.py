@@ -44,11 +44,11 @@ def test_completion_order_and_fresh_status_when_busy_drops(ioc, start_host):
             start = len(watch.events)
             c.put(P + "Trigger", 1)
             # a client polling like epics-bridge's: wait for Busy=0, then read
-            watch.wait(lambda ev: any(p == P + "Busy" and int(v) == 0 for p, v, _ in ev[start + 1:]))
+            watch.wait(lambda ev, start=start: any(p == P + "Busy" and int(v) == 0 for p, v, _ in ev[start + 1:]))
             expected = SUCCESS if cycle % 2 else TASK_FAIL
             stale += int(c.get(P + "TaskStatus")) != expected
             done = {P + "Trigger": 0, P + "Busy": 0, P + "TaskDuration": None}
-            ev = watch.wait(lambda ev: all(
+            ev = watch.wait(lambda ev, start=start, done=done: all(
                 any(p == pv and (want is None or int(v) == want) for p, v, _ in ev[start + 1:])
                 for pv, want in done.items()))
             # Monitors of different PVs may arrive in any order; the IOC's
@@ -163,7 +163,7 @@ def test_without_trigger_count_each_put_after_the_reset_runs(ioc, start_host):
         for n in (1, 2, 3):
             start = len(watch.events)
             c.put(P + "Trigger", 1)
-            watch.wait(lambda ev: [int(v) for _, v, _ in ev[start:]][-1:] == [0] and len(ev) > start + 1)
+            watch.wait(lambda ev, start=start: [int(v) for _, v, _ in ev[start:]][-1:] == [0] and len(ev) > start + 1)
             wait_runs(host, n)
     assert host.output().count("SUCCESS in") == 3
     assert "trigger_count = false" in host.output()

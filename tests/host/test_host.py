@@ -3,7 +3,6 @@
 import asyncio
 import threading
 import time
-import types
 
 import pytest
 

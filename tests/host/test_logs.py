@@ -131,11 +131,11 @@ def test_a_log_file_on_a_full_device_is_one_error_then_counted(restore_logging, 
     log = logging.getLogger("bridgehost.test")
     for i in range(200):
         log.warning("line %d", i)
-    out, err = capfd.readouterr()
+    _, err = capfd.readouterr()
     assert "Logging error" not in err and "Traceback" not in err
     errors = [line for line in err.splitlines() if "cannot write to the log file" in line]
-    assert errors == ["bridgehost: cannot write to the log file /dev/full: No space left on device; its lines "
-                      "are lost (counted) until it can be written again, stderr still gets every line"]
+    assert errors == [("bridgehost: cannot write to the log file /dev/full: No space left on device; its lines "
+                       "are lost (counted) until it can be written again, stderr still gets every line")]
     assert err.count("WARNING bridgehost.test: line ") == 200  # stderr still has every line
     handler = next(h for h in logging.getLogger().handlers if isinstance(h, logs.LogFileHandler))
     assert handler.lost == 200

@@ -174,7 +174,7 @@ def register_task(registry):
 def test_a_misspelt_hookimpl_is_that_plugin_s_failure_shown_by_bridgehost_plugins(site):
     fake_distribution(site, "acme-typo", "acmetypo", MISSPELT)
     fake_distribution(site, "acme-good", "acmegood", GOOD)
-    listed, env = bridgehost_plugins_json(site)
+    listed, _ = bridgehost_plugins_json(site)
     assert listed["acmetypo"]["error"] == (
         "PluginValidationError: hookimpl 'register_task' matches no hook (did you mean 'register_tasks'?); "
         "a hook of a plugin that may be absent is marked @hookimpl(optionalhook=True)"

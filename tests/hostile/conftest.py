@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the harness, shared with bench/reliability.py
 
-from harness import HostProcess, prepare_datastore  # noqa: E402
+from harness import HostProcess, prepare_datastore
 
 
 @pytest.fixture(scope="module")

@@ -524,10 +524,8 @@ def run_case(host: HostProcess, case: Case, settle_s: float = HANG_BOUND_S) -> C
     wait_until(lambda: all(gone(p) for p in pids) and len(host.runs()) <= before, settle_s)
     leftover = [p for p in pids if not gone(p)]
     for pid in leftover:  # clean up what the host failed to; the result still says so
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     now = len(host.runs())
     if leftover:
         problems.append(f"{len(leftover)} process(es) of the script still alive: {leftover[:5]}")

@@ -99,6 +99,7 @@ class FakeHost:
         self.gate = Gate(loop)
         self.submitted: list[Request] = []
         self.refused: list[Any] = []  # what the transport refused itself, by cause (Host.note_refusal)
+        self.running: set[asyncio.Task[None]] = set()  # held, so a running job is not garbage-collected
         self.tasks: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]] = {
             "echo": self._echo,
             "fail": self._fail,
@@ -119,7 +120,9 @@ class FakeHost:
             error = f"no task named {request.task!r} (tasks: {', '.join(self.task_names())})"
             future.set_result(Outcome(job_id=request.id, task=request.task, status=Status.REJECTED, error=error))
         else:
-            asyncio.create_task(self._run(task, request, future))
+            job = asyncio.create_task(self._run(task, request, future))
+            self.running.add(job)
+            job.add_done_callback(self.running.discard)
         return future
 
     async def _run(self, task: Any, request: Request, future: asyncio.Future[Outcome]) -> None:

@@ -61,17 +61,15 @@ def test_wait_ready_returns_the_ping_once_the_host_answers(rig):
 
 def test_wait_ready_stops_at_once_when_the_host_process_has_ended(tmp_path):
     tries = []
-    with Client(f"ipc://{tmp_path}/ended.sock") as client:
-        with pytest.raises(ConnectionError, match="ended before it answered host.ping"):
-            client.wait_ready(60, alive=lambda: tries.append(1) or len(tries) < 2)
+    with Client(f"ipc://{tmp_path}/ended.sock") as client, pytest.raises(ConnectionError, match="ended before it answered host.ping"):
+        client.wait_ready(60, alive=lambda: tries.append(1) or len(tries) < 2)
     assert len(tries) == 2  # asked before each try; the second said no
 
 
 def test_wait_ready_times_out_naming_the_endpoint(tmp_path):
     endpoint = f"ipc://{tmp_path}/nobody.sock"
-    with Client(endpoint) as client:
-        with pytest.raises(TimeoutError, match="host.ping") as raised:
-            client.wait_ready(0.3)
+    with Client(endpoint) as client, pytest.raises(TimeoutError, match="host.ping") as raised:
+        client.wait_ready(0.3)
     assert endpoint in str(raised.value)
 
 
@@ -85,10 +83,9 @@ def test_late_answer_to_a_timed_out_call_is_dropped(rig):
 
 
 def test_send_never_blocks_when_the_host_is_absent(tmp_path):
-    with Client(f"ipc://{tmp_path}/absent.sock", sndhwm=1) as client:
-        with pytest.raises(SendQueueFull, match="send queue is full"):
-            for _ in range(10_000):
-                client.send("echo")
+    with Client(f"ipc://{tmp_path}/absent.sock", sndhwm=1) as client, pytest.raises(SendQueueFull, match="send queue is full"):
+        for _ in range(10_000):
+            client.send("echo")
 
 
 def test_send_refuses_data_json_cannot_carry(rig):

@@ -21,7 +21,7 @@ DOC = (Path(__file__).parents[2] / "docs" / "steps.md").read_text()
 
 
 def test_the_documented_transition_table_is_the_code_s():
-    rows = re.findall(r"^\| `([a-z]+)` \| `([a-z-]+)` \| `([a-z]+)` \|$", DOC, re.M)
+    rows = re.findall(r"^\| `([a-z]+)` \| `([a-z-]+)` \| `([a-z]+)` \|$", DOC, re.MULTILINE)
     assert len(rows) == len(set(rows))
     assert set(rows) == {(s.value, e.value, n.value) for (s, e), n in TRANSITIONS.items()}
 

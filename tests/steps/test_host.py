@@ -121,7 +121,7 @@ def test_lifecycle_hooks_see_every_announcement_as_a_job_event():
 
     asyncio.run(scenario())
     assert [e[0] for e in events] == list(range(1, len(events) + 1))
-    assert ("progress", "state") == events[0][1:] and ("progress", "state") == events[-1][1:]
+    assert events[0][1:] == ("progress", "state") and events[-1][1:] == ("progress", "state")
     assert {"location", "duration"} <= {e[1] for e in events}
 
 
@@ -131,7 +131,7 @@ def test_start_through_the_controller_goes_through_the_lane_and_reports_queued_a
     )
 
     async def scenario():
-        async with running_host(text, steps={"hold": hold}) as (host, controller, _):
+        async with running_host(text, steps={"hold": hold}) as (_, controller, _):
             first, f1 = controller.start("h", job_id="a")
             second, f2 = controller.start("h", job_id="b")
             third, f3 = controller.start("h", job_id="c")

@@ -341,7 +341,7 @@ def test_halt_during_pause_runs_the_cleanup_and_ends_halted():
         h.run.control(C.PAUSE)
         await h.reach(S.PAUSED)
         assert h.run.control(C.HALT).state == "halting"
-        status, error = await h.outcome()
+        status, _ = await h.outcome()
         assert (status, h.state, cleaned) == ("CANCELLED", S.HALTED, ["cleanup"])
         assert h.transitions()[-1] == ("halting", "ended", "halted")
 
@@ -355,7 +355,7 @@ def test_halt_during_a_cleanup_that_raises_reports_it_and_still_ends_with_one_ha
                 await context.wait(asyncio.Event().wait())
             except asyncio.CancelledError:
                 await asyncio.sleep(0.01)
-                raise OSError("valve did not close")
+                raise OSError("valve did not close")  # noqa: B904 -- a cleanup that raises, as a careless process's would
 
         h = Harness(process)
         await asyncio.sleep(0.01)
@@ -460,7 +460,7 @@ def test_a_sequence_jump_to_another_step_cancels_the_current_one_and_starts_ther
         bad = h.run.control(C.JUMP, point={"step": "z"})
         assert not bad.accepted and "no step 'z'" in bad.reason
         assert h.run.control(C.JUMP, point={"step": 2, "point": 5}).accepted
-        status, data = await h.outcome()
+        _, data = await h.outcome()
         assert ran == [("a", None), ("c", 5)] and cleaned == ["a", "c"]
         assert data["results"] == {"c": "c"}
 

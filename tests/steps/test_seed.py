@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.server
 import smtplib
 import socketserver
@@ -26,14 +27,13 @@ from typing import Literal
 
 import msgspec
 import pytest
+from stepkit import Harness, until
 
 import bridgehost_steps as am
 from bridgehost_steps import JumpRequest, PauseRequest, SwapRequest
 from bridgehost_steps.machine import Control, State
 from bridgehost_steps.run_types import Topic
 from bridgehost_steps.steps import step
-
-from stepkit import Harness, until
 
 C, S = Control, State
 
@@ -222,10 +222,8 @@ def test_jump_to_the_current_step_does_not_restart_it():
                         if (new_index := e.point.index) == index:
                             continue  # the same step: keep its running coroutine
                         coro.cancel()
-                        try:
+                        with contextlib.suppress(asyncio.CancelledError):
                             await coro
-                        except asyncio.CancelledError:
-                            pass
                         index = new_index
                         break
                     else:

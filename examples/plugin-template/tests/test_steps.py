@@ -8,7 +8,7 @@ pytest.importorskip(
     reason="the step runtime is not installed: pip install 'bridgehost-plugin-template[steps]'",
 )
 
-from bridgehost.jobs import Status  # noqa: E402
+from bridgehost.jobs import Status
 
 CONFIG = """
 [[tasks]]

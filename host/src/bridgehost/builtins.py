@@ -24,6 +24,7 @@ per run) for code that may hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import threading
@@ -98,12 +99,10 @@ async def in_daemon_thread(function: Any, *args: Any) -> Any:
     def work() -> None:
         try:
             outcome = (True, context.run(function, *args))
-        except BaseException as e:  # noqa: BLE001 - handed to the awaiting job
+        except BaseException as e:
             outcome = (False, e)
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the host is gone
             loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:  # the loop closed: the host is gone
-            pass
 
     threading.Thread(target=work, name=f"bridgehost-{getattr(function, '__name__', 'task')}", daemon=True).start()
     return await future

@@ -17,6 +17,7 @@ epics-bridge's isolated heartbeat monitor and "suicide pact" (epics-bridge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -25,9 +26,9 @@ import time
 from typing import TYPE_CHECKING, Annotated
 
 import msgspec
+
 from bridgehost.config import WatchdogConfig
 from bridgehost.errors import InvalidField
-
 from bridgehost_epics import transport as pva
 from bridgehost_epics.names import StandardPVs
 
@@ -129,10 +130,8 @@ class Heartbeat:
     def _exit(self, reason: str) -> None:
         log.critical("exiting with code %d so a supervisor restarts bridgehost: %s", EXIT_CODE, reason)
         for handler in logging.getLogger().handlers:
-            try:
+            with contextlib.suppress(Exception):  # exiting anyway: flush what can be
                 handler.flush()
-            except Exception:
-                pass
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODE)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import threading
@@ -141,10 +142,8 @@ class LogPVs(logging.Handler):
         with self._lock:
             self.recent[level].append(line)
             self._dirty.add(level)
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the host is gone, the lines with it
             self._loop.call_soon_threadsafe(self._wake.set)
-        except RuntimeError:
-            pass  # the loop has closed: the host is gone, the lines with it
 
     # -- loop side ---------------------------------------------------------
 

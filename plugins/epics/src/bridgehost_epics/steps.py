@@ -178,10 +178,7 @@ class StepControl:
         assert self._writer is not None
         pv = getattr(self.pvs, control)
         job = self._current()
-        if job is None:
-            answer = Answer.refused("", control, self._nothing_reason())
-        else:
-            answer = getattr(self.controller, control)(job)
+        answer = Answer.refused("", control, self._nothing_reason()) if job is None else getattr(self.controller, control)(job)
         if answer.accepted:
             log.info("%s put #%d: %s of job %s accepted (%s)%s", pv, put, control, job, answer.state,
                      f": {answer.detail}" if answer.detail else "")

@@ -60,12 +60,12 @@ class EpicsTriggerConfig(TriggerConfig, kw_only=True):
     """Prefix of the standard records (``P`` of ``bridgehost.db``), e.g. ``"RIG:01:"``."""
     task: str
     """The configured task a put of 1 runs (any kind)."""
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
     """The request params of every run (for an analysis: the run to analyse)."""
-    prefixes: dict[str, str] = {}
+    prefixes: dict[str, str] = msgspec.field(default_factory=dict)
     """Prefix keys for the ``pvs`` templates (``main = "IOC:MOTOR:01:"``);
     ``prefix`` is always available as ``{prefix}``."""
-    pvs: dict[str, str] = {}
+    pvs: dict[str, str] = msgspec.field(default_factory=dict)
     """The task's PV interface: name -> template (``position_rbv = "{main}Pos:RBV"``),
     passed resolved as ``params["pvs"]``."""
     on_busy: Literal["queue", "refuse"] = "queue"

@@ -27,7 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 import zmq
@@ -273,7 +273,7 @@ class Client:
         if not self._socket.closed:
             self._socket.close(linger=self._linger_ms)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -225,7 +225,7 @@ def _explain(error: msgspec.ValidationError) -> str:
         if missing := issue.missing_field:
             return f"field `{missing}` is missing; every message has {_FIELDS}; {_SEE}"
         return f"{message}; {_SEE}"
-    if bad := re.fullmatch(r"Invalid enum value (.*)", message, re.S):
+    if bad := re.fullmatch(r"Invalid enum value (.*)", message, re.DOTALL):
         allowed = ", ".join(t.value for t in MessageType)
         return f"field `{path}` is {cut_middle(bad.group(1), 64, inline=True)}; expected one of: {allowed}; {_SEE}"
     return f"field `{path}`: {issue.expected}; {_SEE}"

@@ -138,7 +138,7 @@ class _Authenticator(AsyncioAuthenticator):
         self._key = z85.encode(msg[6]).decode() if len(msg) > 6 and len(msg[6]) == 32 else ""
         await super().handle_zap_message(msg)
 
-    def _send_zap_reply(self, request_id, status_code, status_text, user_id="anonymous"):  # noqa: ANN001
+    def _send_zap_reply(self, request_id, status_code, status_text, user_id="anonymous"):
         if status_code != b"200":
             reason = status_text.decode("utf-8", "replace")
             key = f" with public key {self._key}" if self._key else ""
