@@ -161,7 +161,7 @@ class ZmqTransport:
         self._peers: dict[bytes, float] = {}  # DEALER peer routing id -> time.monotonic() last heard
         self._pruned_at = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._requests_of: dict[bytes, set[asyncio.Task[None]]] = {}  # routing id -> its requests in flight
+        self._requests_of: dict[bytes, dict[asyncio.Task[None], int]] = {}  # routing id -> its requests' tasks -> tid
         self.connections = Connections()
         """Which routing ids are still connected (socket monitor events)."""
         self.outboxes = Outboxes(config.peer_queue_bytes, config.queue_bytes)
@@ -408,20 +408,23 @@ class ZmqTransport:
         for identity in identities:
             self._peers.pop(identity, None)
             unsent = self.outboxes.discard([identity])
-            withdrawn = [t for t in self._requests_of.pop(identity, ()) if not t.done()]
+            withdrawn = {t: tid for t, tid in self._requests_of.pop(identity, {}).items() if not t.done()}
             for task in withdrawn:
                 task.cancel(GONE)
             if unsent or withdrawn:
+                tids = ", ".join(map(str, sorted(withdrawn.values())[:10])) + (", ..." if len(withdrawn) > 10 else "")
                 self.lines.log(
-                    logging.INFO, "peer_gone",
-                    "zmq transport %r: peer %s disconnected: %d unsent message(s) dropped, %d request(s) withdrawn",
+                    logging.INFO, "withdrawn",
+                    "zmq transport %r: peer %s disconnected: %d unsent message(s) dropped, %d request(s) withdrawn "
+                    "(their responses are lost; a job still queued is not started)%s",
                     self.name, identity.hex()[:16], unsent, len(withdrawn),
+                    f": transaction ids {tids}" if withdrawn else "",
                 )
 
     def _forget_request(self, identity: bytes, task: asyncio.Task[None]) -> None:
         mine = self._requests_of.get(identity)
         if mine is not None:
-            mine.discard(task)
+            mine.pop(task, None)
             if not mine:
                 del self._requests_of[identity]
 
@@ -497,8 +500,7 @@ class ZmqTransport:
             )
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-            mine = self._requests_of.setdefault(envelope[0], set())
-            mine.add(task)
+            self._requests_of.setdefault(envelope[0], {})[task] = message.transaction_id
             task.add_done_callback(lambda t: self._forget_request(envelope[0], t))
 
     async def _handle(self, envelope: list[bytes], message: CommandMessage, handler: Handler) -> None:
