@@ -187,6 +187,8 @@ def runner(request: pytest.FixtureRequest) -> str:
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_script_is_contained(run, script, make_task, analyse, runner: str, case: str) -> None:
     source, config, expected, match, timeout = HOSTILE[case]
+    if runner == "subprocess" and expected is TimeoutError:
+        timeout = 4.0  # a new interpreter, its imports and its sandbox take over 2 s on a loaded machine (< 5 s: slow_import)
     task = make_task(runner=runner, sandbox_write=[str(run.path)], **config)
     started = time.monotonic()
     with pytest.raises(expected, match=match) as info:
