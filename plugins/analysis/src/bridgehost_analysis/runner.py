@@ -61,8 +61,9 @@ CHILD_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_
 REPLY_OVERHEAD = 1 << 20
 """Allowed above ``max_result_bytes`` on the reply channel: the envelope, or
 an error reply with a long traceback."""
-WATCH_S = 0.5
-"""How often the host checks that its zygote is not stopped and pings it."""
+WATCH_S = 1.0
+"""How often the host checks that its zygote is not stopped and pings it (each
+zygote costs the host and itself a wake-up then: idle CPU)."""
 ANSWER_S = 5.0
 """How long the zygote may take to answer a ping before it is given up as hung:
 long enough for it to kill a fork bomb of hundreds of processes on a loaded machine."""
