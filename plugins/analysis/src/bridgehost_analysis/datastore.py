@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import re
 import secrets
@@ -53,6 +54,7 @@ RESULTS_FILE = "results.json"
 CYCLES_FILE = "cycle_history.jsonl"
 TRACES_DIR = "traces"
 _LOCK_FILE = ".lock"
+log = logging.getLogger(__name__)
 
 
 class DatastoreError(Exception):
@@ -115,6 +117,35 @@ def make_dirs(path: Path) -> None:
         fsync_dir(folder.parent)
 
 
+def temp_name(name: str) -> str:
+    """The name ``write_atomic`` gives the temporary file of ``name``:
+    ``.<name>.<12 hex digits>.tmp``."""
+    return f".{name}.{secrets.token_hex(_TEMP_HEX // 2)}.tmp"
+
+
+def remove_temps(folder: Path, name: str) -> list[str]:
+    """Remove the temporary files of ``name`` in ``folder`` that a writer
+    killed during ``write_atomic`` left (exactly ``temp_name``'s pattern;
+    nothing else); returns the names removed.
+
+    Only safe while no other writer of ``name`` can be in ``write_atomic``:
+    the caller holds the lock all writers of ``name`` take."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{{_TEMP_HEX}}}\.tmp")
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    if removed:
+        fsync_dir(folder)
+    return removed
+
+
+_TEMP_HEX = 12
+
+
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
     """Replace the file ``path`` with ``data`` atomically and durably.
 
@@ -126,7 +157,7 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None
     file is removed, ``path`` is untouched and the error propagates.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(temp_name(path.name))
     # 0o666 and O_EXCL: umask applies like for any file, and no clobbering.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
@@ -314,6 +345,7 @@ class Run:
         data = _encode_object(results, "results")
         self.create()
         with self._lock():
+            self._remove_temps()
             write_atomic(self.path / RESULTS_FILE, data)
 
     def merge_results(self, results: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,6 +355,7 @@ class Run:
         new = to_json_value(dict(results), "results")
         self.create()
         with self._lock():  # read-modify-write: one merger at a time
+            self._remove_temps()
             merged = {**self.results(), **new}
             write_atomic(self.path / RESULTS_FILE, _encode_object(merged, "results"))
         return merged
@@ -370,6 +403,14 @@ class Run:
             path.unlink()
         if stale:
             fsync_dir(folder)
+
+    def _remove_temps(self) -> None:
+        """Under the lock every results writer takes, no write of
+        ``results.json`` is in progress: a temporary of it is a leftover of
+        a writer killed mid-write (SIGKILL, power loss), removed here."""
+        removed = remove_temps(self.path, RESULTS_FILE)
+        if removed:
+            log.info("run %s: removed %d temporary file(s) a killed writer left: %s", self.path, len(removed), ", ".join(removed))
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
