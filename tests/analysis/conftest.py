@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from bridgehost.jobs import Job, Request
 from bridgehost.testing import build_host
@@ -77,7 +78,8 @@ def analyse() -> Iterator[Callable[..., Any]]:
             await task.start()
             started.append(task)
         job = Job(Request(task=TASK, params=params))
-        return await asyncio.wait_for(task.run(job), timeout)
+        result = await asyncio.wait_for(task.run(job), timeout)
+        return msgspec.json.decode(result)  # the child's JSON, passed on undecoded by the task
 
     async def stop() -> None:
         for task in started:

@@ -261,3 +261,26 @@ def test_failed_merge_is_an_io_failure_with_the_result(run, script, make_task, a
         analyse(make_task(save_results=True), run.request(name))
     assert info.value.data == {"result": {"max_force": 1.0}}
     assert run.results() == {"test_duration_s": 45.2}
+
+
+def test_every_analysis_has_a_finite_timeout_and_a_bounded_prefork(make_task) -> None:
+    plugins = load_plugins(load=["analysis"])
+    raw = {"tasks": [{"kind": "analysis", "name": "t"}]}
+    var = "BRIDGEHOST__TASKS__0__TIMEOUT_S"
+    with pytest.raises(ConfigError, match=r"<= 2592000\.0") as e:
+        parse_config(raw, plugins, source="rig.toml", environ={var: "inf"})
+    assert e.value.key == "tasks[0].timeout_s" and var in e.value.message
+    with pytest.raises(msgspec.ValidationError, match="timeout_s"):  # None, which only Python can pass
+        msgspec.convert({"kind": "analysis", "name": "t", "timeout_s": None}, AnalysisTaskConfig)
+    assert make_task(concurrency=200).runner.prefork == 64  # not 201 waiting processes
+
+
+def test_a_datastore_that_is_a_file_is_named_as_such(tmp_path, make_task) -> None:
+    (tmp_path / "datastore").write_text("root:x:0:0::/root:/bin/sh\n")  # datastore = "/etc/passwd", say
+    task = make_task()
+    assert task.check() == [
+        (
+            f"datastore {task.store.root} is a file, not a folder: every request will fail; "
+            "set datastore to the folder that holds scripts/ and results/"
+        )
+    ]

@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import psutil
+import msgspec
 import pytest
 from bridgehost.errors import TaskCrashed
 from bridgehost_analysis.jsonvalue import TooLarge, to_json_value
@@ -110,7 +111,7 @@ def test_a_lost_zygote_fails_the_run_and_is_replaced(run, script, make_task, sig
         os.kill(zygote.pid, sig)
         with pytest.raises(TaskCrashed, match="was lost with the analysis zygote"):
             await asyncio.wait_for(running, 20)
-        result = await task.run(_job(run.request(good)))
+        result = msgspec.json.decode(await task.run(_job(run.request(good))))
         assert task.runner.zygote is not zygote and task.runner.zygote.alive
         for pid in (zygote.pid, child):
             with contextlib.suppress(psutil.NoSuchProcess):  # gone, or a zombie not yet reaped
@@ -194,7 +195,7 @@ def test_a_waiting_child_killed_from_outside_is_replaced(run, script, make_task)
         while victim.pid in [c.pid for c in zygote.children()] or len(zygote.children()) < 2:
             assert asyncio.get_running_loop().time() < deadline, "the killed child was not replaced"
             await asyncio.sleep(0.02)
-        results = [await task.run(_job(run.request(good))) for _ in range(3)]
+        results = [msgspec.json.decode(await task.run(_job(run.request(good)))) for _ in range(3)]
         return results, victim.pid not in [c.pid for c in task.runner.zygote.ready]
 
     assert asyncio.run(_and_stop(task, kill_one())) == ([{"n": 4}] * 3, True)

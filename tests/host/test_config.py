@@ -122,3 +122,28 @@ def test_check_reports_a_target_that_does_not_import(tmp_path):
     )
     assert result.returncode == 2
     assert "tasks[0].target: cannot import 'no_such_module:f'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "bound"),
+    [
+        ("timeout_s = inf", "timeout_s", "<= 2592000.0"),
+        ("timeout_s = nan", "timeout_s", "> 0.0"),
+        ("timeout_s = 1e300", "timeout_s", "<= 2592000.0"),
+        ("concurrency = 300", "concurrency", "<= 256"),
+        ("concurrency = 100000", "concurrency", "<= 256"),
+        ("queue_size = 99999999999999999999", "queue_size", "<= 10000"),
+    ],
+)
+def test_every_task_has_finite_bounded_limits_named_in_the_error(line, key, bound):
+    error = check(TASK + line + "\n")
+    assert error.key == f"tasks[0].{key}"
+    assert bound in error.message, error.message
+
+
+def test_an_infinite_timeout_from_the_environment_is_refused_naming_the_variable():
+    var = "BRIDGEHOST__TASKS__0__TIMEOUT_S"
+    with pytest.raises(ConfigError) as info:
+        parse_config(tomllib.loads(TASK), load_plugins(load=[]), source="rig.toml", environ={var: "inf"})
+    assert info.value.key == "tasks[0].timeout_s"
+    assert "<= 2592000.0" in info.value.message and var in info.value.message

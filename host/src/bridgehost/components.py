@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
-    from bridgehost.jobs import Job, Status
+    from bridgehost.jobs import Job, ReplyLimit, Status
 
 
 @runtime_checkable
@@ -64,6 +64,27 @@ class Describing(Protocol):
     lines ``bridgehost check`` prints under the component's label."""
 
     def describe(self) -> list[str]: ...
+
+
+@runtime_checkable
+class ReplyBounded(Protocol):
+    """A trigger whose replies are bounded (a frame limit): ``reply_limit(task)``
+    is the limit of a reply for ``task`` as a ``ReplyLimit`` (``max_bytes``:
+    the frame limit; a result must also leave room for the reply's envelope),
+    ``None`` if it does not serve ``task``. ``bridgehost check`` warns about
+    a task whose result limit is over it; each request the trigger makes
+    carries the exact room in ``Request.reply_limit``."""
+
+    def reply_limit(self, task: str) -> ReplyLimit | None: ...
+
+
+@runtime_checkable
+class ResultBounded(Protocol):
+    """A task that bounds its results: ``max_result_bytes`` is the largest
+    result it returns, in bytes of JSON."""
+
+    @property
+    def max_result_bytes(self) -> int: ...
 
 
 @runtime_checkable

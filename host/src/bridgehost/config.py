@@ -52,6 +52,15 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+"""The longest ``timeout_s`` of a task: 30 days. A bound, so ``inf`` (and
+``nan``) are refused: every job has a finite limit."""
+MAX_CONCURRENCY = 256
+"""The most jobs of one task that run at once (for an analysis, processes)."""
+MAX_QUEUE_SIZE = 10_000
+"""The most jobs of one task that may wait (each holds its request in memory)."""
+TimeoutSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)]
+"""A finite wall-clock limit in seconds: over 0, at most ``MAX_TIMEOUT_S``."""
 
 
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -119,15 +128,18 @@ class TaskConfig(ComponentConfig):
 
     ``name`` is what requests ask for (for ZeroMQ, the topic, e.g.
     ``python.run_analysis``). ``timeout_s`` is the wall-clock limit of one run in
-    seconds (default 60; ``None``, which only Python code can pass since TOML
-    has no null, means no limit). ``concurrency`` jobs of this task run at once; up to
-    ``queue_size`` more wait, and a request beyond that is answered BUSY.
+    seconds (default 60, at most ``MAX_TIMEOUT_S``; ``None``, which only Python
+    code can pass since TOML has no null, means no limit, unless the task's kind
+    refuses it). ``concurrency`` jobs of this task run at once (1 to
+    ``MAX_CONCURRENCY``); up to ``queue_size`` more wait (0 to
+    ``MAX_QUEUE_SIZE``), and a request beyond that is answered BUSY. A value
+    out of its bounds is a ``ConfigError`` naming the key and the bound.
     """
 
     name: str
-    timeout_s: PositiveFloat | None = 60.0
-    concurrency: PositiveInt = 1
-    queue_size: NonNegativeInt = 16
+    timeout_s: TimeoutSeconds | None = 60.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=MAX_CONCURRENCY)] = 1
+    queue_size: Annotated[int, msgspec.Meta(ge=0, le=MAX_QUEUE_SIZE)] = 16
 
 
 class WatchdogConfig(ComponentConfig):

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridgehost.components import Checkable, Runnable
+import msgspec
+
+from bridgehost.components import Checkable, ReplyBounded, ResultBounded, Runnable
 from bridgehost.config import ComponentConfig, Config, TaskConfig, load
-from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError
-from bridgehost.jobs import Job, JobEvent, Outcome, Request, Status
+from bridgehost.errors import BridgehostError, ConfigError, InvalidField, JobError, TaskCrashed
+from bridgehost.jobs import Job, JobEvent, Outcome, ReplyLimit, Request, Status
 from bridgehost.liveness import Liveness
 from bridgehost.logs import RateLimitedLog, current_job
 from bridgehost.plugins import Plugins
@@ -169,6 +171,27 @@ class Host:
         for component in self.components:
             if isinstance(component.impl, Checkable):
                 found.extend(f"{component.label}: {warning}" for warning in component.impl.check())
+        found.extend(self._reply_limit_warnings())
+        return found
+
+    def _reply_limit_warnings(self) -> list[str]:
+        """A task whose results may be larger than a reply of a trigger that
+        serves it can carry: such a result would end CRASH."""
+        found = []
+        for trigger in self.components:
+            if trigger.kind is not Kind.TRIGGER or not isinstance(trigger.impl, ReplyBounded):
+                continue
+            for name, lane in self.lanes.items():
+                limit = trigger.impl.reply_limit(name)
+                if limit is None or not isinstance(lane.impl, ResultBounded):
+                    continue
+                if lane.impl.max_result_bytes > limit.max_bytes:
+                    found.append(
+                        f"task {name!r}: max_result_bytes ({lane.impl.max_result_bytes}) is over the "
+                        f"{limit.max_bytes} bytes a reply of {trigger.label} can carry ({limit.setting}): "
+                        f"a larger result ends CRASH; lower max_result_bytes to at most {limit.max_bytes}, "
+                        f"or raise {limit.setting}"
+                    )
         return found
 
     def path(self, value: str | os.PathLike[str]) -> Path:
@@ -537,7 +560,8 @@ class TaskLane:
         current_job.set(job)  # this asyncio task's context: every log line of the job names it
         job.started_at = time.monotonic()
         self.host.notify("job_started", job=job)
-        status, error, data = Status.SUCCESS, "", None
+        status, error = Status.SUCCESS, ""
+        data: Any = None
         limit = self.config.timeout_s
         deadline = asyncio.timeout(limit)
         try:
@@ -547,6 +571,8 @@ class TaskLane:
                 status = result
                 if not status.ok:
                     error = f"task {self.config.name!r} returned {status.name}"
+            elif job.request.reply_limit is not None:
+                data = _fit_reply(result, job.request.reply_limit, self.config.name)
             else:
                 data = result
         except TimeoutError as e:
@@ -582,6 +608,26 @@ def _version() -> str:
     import bridgehost
 
     return bridgehost.__version__
+
+
+def _fit_reply(result: Any, limit: ReplyLimit, task: str) -> msgspec.Raw:
+    """``result`` as the JSON its reply will carry, encoded once (a
+    ``msgspec.Raw`` passes as it is). Raises ``TaskCrashed`` if it is not
+    JSON or larger than ``limit``: decided here, before ``job_finished`` and
+    the reply, so the job has one outcome everywhere."""
+    if isinstance(result, msgspec.Raw):
+        raw = result
+    else:
+        try:
+            raw = msgspec.Raw(msgspec.json.encode(result))
+        except (TypeError, ValueError, msgspec.EncodeError) as e:
+            raise TaskCrashed(f"task {task!r} returned a result that is not JSON: {e}") from None
+    if len(raw) > limit.max_bytes:
+        raise TaskCrashed(
+            f"task {task!r} returned {len(raw)} bytes of JSON, over the {limit.max_bytes} bytes its reply can "
+            f"carry ({limit.setting}): return less (e.g. a file path instead of the data), or raise {limit.setting}"
+        )
+    return raw
 
 
 def _crash(e: BaseException) -> tuple[Status, str, dict[str, str]]:

@@ -62,6 +62,21 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+class ReplyLimit(msgspec.Struct, frozen=True):
+    """The most bytes of JSON a job's result may take in the reply that
+    carries it back (``max_bytes``), and the setting that decides it
+    (``setting``, named in errors: ``"max_frame_bytes of zmq transport 'zmq'"``).
+
+    A trigger whose replies are bounded (a frame limit) puts one on each
+    ``Request`` it makes; the host then ends a job whose result does not fit
+    as CRASH before any hook or the trigger sees it, so the job has one
+    outcome everywhere, and a task may refuse such a result earlier (the
+    analysis task tells its child process)."""
+
+    max_bytes: int
+    setting: str
+
+
 class Request(msgspec.Struct, frozen=True, kw_only=True):
     """A request for work, as a trigger hands it to the host.
 
@@ -69,13 +84,15 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     ``params`` is the task's input (for ZeroMQ, the message ``data``).
     ``source`` names the trigger ("zmq", "epics:RIG:01:"); ``ref`` is the
     source's own id for the request (the ZeroMQ transaction id), carried into
-    every log line of the job so both ends can be matched.
+    every log line of the job so both ends can be matched. ``reply_limit``:
+    how large a result the trigger's reply can carry (``None``: unbounded).
     """
 
     task: str
     params: dict[str, Any] = {}
     source: str = ""
     ref: str = ""
+    reply_limit: ReplyLimit | None = None
     id: str = msgspec.field(default_factory=new_job_id)
 
 
@@ -107,7 +124,11 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """How a job ended, as it goes back to the trigger's reply path.
 
     ``data`` is the task's result on SUCCESS (for an analysis, the dict the
-    script returned); on failure it holds details such as ``traceback``.
+    script returned); on failure it holds details such as ``traceback``. A
+    result may still be the JSON it was encoded to (``msgspec.Raw``: an
+    analysis's result as its child process encoded it, or any result whose
+    size the host measured for a bounded reply): ``decoded_data()`` gives
+    the values.
     ``error`` is a one-paragraph human message, empty on SUCCESS.
     ``duration_s`` is wall-clock seconds from start to end of the run (0 for
     a job that never started).
@@ -123,6 +144,11 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def ok(self) -> bool:
         return self.status is Status.SUCCESS
+
+    def decoded_data(self) -> Any:
+        """``data`` as Python values: decoded if it is encoded JSON
+        (``msgspec.Raw``), else as it is. Decodes on every call."""
+        return msgspec.json.decode(self.data) if isinstance(self.data, msgspec.Raw) else self.data
 
 
 class Job:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 
 if TYPE_CHECKING:
@@ -73,13 +74,15 @@ class RunningHost:
     def call(self, task: str, params: Mapping[str, Any] | None = None, *, timeout_s: float = 60.0) -> Outcome:
         """Submit a request for ``task`` and wait for its ``Outcome`` (the
         task's own ``timeout_s`` applies inside; ``timeout_s`` here only
-        bounds the wait, raising ``TimeoutError``)."""
+        bounds the wait, raising ``TimeoutError``). Its ``data`` is decoded
+        (``Outcome.decoded_data()``) if the task passed encoded JSON on."""
         from bridgehost.jobs import Request
 
         async def submit() -> Outcome:
             return await self.host.submit(Request(task=task, params=dict(params or {}), source="pytest"))
 
-        return self._run(submit(), timeout_s)
+        outcome: Outcome = self._run(submit(), timeout_s)
+        return msgspec.structs.replace(outcome, data=outcome.decoded_data())
 
     def stop(self) -> None:
         """Stop the host (jobs still running are cancelled) and its loop."""

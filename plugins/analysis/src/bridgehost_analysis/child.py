@@ -276,11 +276,7 @@ def _analyse(spec: ChildSpec) -> Reply:
     try:
         data = msgspec.json.encode(to_json_value(value, "result", max_bytes=spec.max_result_bytes))
     except TooLarge as e:
-        return Reply(
-            end=RunEnd.BAD_RESULT,
-            message=f"{label} returned a dict over max_result_bytes ({spec.max_result_bytes}): {e}; "
-            "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
-        )
+        return Reply(end=RunEnd.BAD_RESULT, message=_over_limit(label, spec, f"a dict ({e})"))
     except NotJSONError as e:
         return Reply(end=RunEnd.BAD_RESULT, message=cut_middle(f"{label} returned a dict that is not JSON data: {e}", MAX_MESSAGE_CHARS))
     except MemoryError:
@@ -292,11 +288,7 @@ def _analyse(spec: ChildSpec) -> Reply:
             out_of_memory=True,
         )
     if len(data) > spec.max_result_bytes:
-        return Reply(
-            end=RunEnd.BAD_RESULT,
-            message=f"{label} returned {len(data)} bytes of JSON, over max_result_bytes ({spec.max_result_bytes}): "
-            "return less (leave big arrays in the datastore) or raise max_result_bytes in the task's config",
-        )
+        return Reply(end=RunEnd.BAD_RESULT, message=_over_limit(label, spec, f"{len(data)} bytes of JSON"))
     return Reply(result=msgspec.Raw(data))
 
 
@@ -314,6 +306,13 @@ def _as_multiprocessing_main(module: types.ModuleType) -> None:
     module.__name__ = "__mp_main__"
     module.__spec__ = None
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def _over_limit(label: str, spec: ChildSpec, what: str) -> str:
+    return (
+        f"{label} returned {what}, over {spec.result_limit_name} ({spec.max_result_bytes} bytes): "
+        f"return less (leave big arrays in the datastore) or raise {spec.result_limit_setting}"
+    )
 
 
 def _type_of(value: object) -> str:

@@ -84,7 +84,13 @@ class ChildSpec(msgspec.Struct, kw_only=True):
     run_id: str
     custom_params: dict[str, Any] = {}
     raw_data: RawData = "lists"
-    max_result_bytes: int = 64 << 20
+    max_result_bytes: int = 16 << 20
+    result_limit_name: str = "max_result_bytes"
+    """What sets ``max_result_bytes``, for messages: the task's
+    ``max_result_bytes``, or ``max_result_bytes or what its reply can
+    carry`` when the trigger's reply (``Request.reply_limit``) has less room."""
+    result_limit_setting: str = "max_result_bytes in the task's config"
+    """The setting to raise for a larger result, for messages."""
     target: str | None = None
     """``"module:qualname"`` of a registered analysis (``register_analyses``):
     the child imports and calls it instead of loading ``script_path``;

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from bridgehost.config import TaskConfig
+from bridgehost.config import TaskConfig, TimeoutSeconds
 from bridgehost.errors import InvalidField, InvalidRequest, IOFailure, TaskCrashed, UnknownKindError
-from bridgehost.jobs import Job
+from bridgehost.jobs import Job, ReplyLimit
 from bridgehost.registry import Catalog
 from bridgehost.validation import validation_issue
 from bridgehost_analysis import sandbox
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from bridgehost.host import Host
 
 MiB = 1 << 20
+MAX_PREFORK = 64
+"""The most children a zygote keeps waiting, whatever the concurrency."""
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +56,9 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     Besides ``name``, ``timeout_s`` (wall clock, enforced by the host),
     ``concurrency`` and ``queue_size`` of every task:
     """
+
+    timeout_s: TimeoutSeconds = 60.0
+    """As for every task, but never ``None``: every analysis has a limit."""
 
     renamed_keys: ClassVar[dict[str, str]] = {
         "max_output_bytes": "output_kept_bytes",
@@ -70,8 +75,12 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     """RLIMIT_CPU of the child, in CPU seconds (rounded up). Absent: none."""
     save_results: bool = False
     """Merge a successful result into the run's saved results (``results.json``)."""
-    max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * MiB
-    """The largest result, as JSON bytes; a bigger one is a CRASH."""
+    max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 16 * MiB
+    """The largest result, as JSON bytes; a bigger one is a CRASH. The
+    default is the zmq transport's default ``max_frame_bytes``; a request
+    whose trigger bounds its reply (``Request.reply_limit``) gets the smaller
+    of the two, so a result too large for its reply is refused in the child,
+    before anything is saved."""
     output_kept_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
     """How much of the end of the script's stdout/stderr is kept, for error
     messages and the host's DEBUG log (was ``max_output_bytes``)."""
@@ -89,9 +98,9 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     datastore at the same path)."""
     scheduler: str | None = None
     """With ``runner = "dask"``: the Dask scheduler's address, ``tcp://HOST:8786``."""
-    prefork: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    prefork: Annotated[int, msgspec.Meta(ge=1, le=MAX_PREFORK)] | None = None
     """Children the zygote keeps forked ahead of demand. Absent:
-    ``concurrency + 1``."""
+    ``concurrency + 1``, at most ``MAX_PREFORK``."""
     preload: list[str] = msgspec.field(default_factory=lambda: ["numpy"])
     """Modules the zygote imports once, so scripts find them loaded. Each
     must start no thread at import (the zygote checks)."""
@@ -258,7 +267,7 @@ class AnalysisTask:
                 "scheduler", "'scheduler' goes with runner = \"dask\", and runner = \"dask\" needs it",
                 "e.g. runner = \"dask\" and scheduler = \"tcp://10.0.0.5:8786\"",
             )
-        prefork = config.prefork or config.concurrency + 1
+        prefork = config.prefork or min(config.concurrency + 1, MAX_PREFORK)
         if config.runner == "subprocess":
             return SubprocessRunner(limits)
         if config.runner == "dask":
@@ -281,9 +290,23 @@ class AnalysisTask:
         except UnknownKindError as e:
             raise error(e.message, e.hint) from e.__cause__
 
+    @property
+    def max_result_bytes(self) -> int:
+        """The largest result this task returns, in bytes of JSON
+        (``bridgehost.components.ResultBounded``)."""
+        return self.config.max_result_bytes
+
     def check(self) -> list[str]:
         """Warnings for ``bridgehost check``: what would make requests fail
         now but may be fixed without changing the config."""
+        root = self.store.root
+        if root.exists() and not root.is_dir():
+            return [
+                (
+                    f"datastore {root} is a file, not a folder: every request will fail; "
+                    "set datastore to the folder that holds scripts/ and results/"
+                )
+            ]
         warnings = []
         if not self.configured_target and not self.store.scripts_dir.is_dir():
             warnings.append(f"scripts folder {self.store.scripts_dir} does not exist: script requests will be rejected")
@@ -309,8 +332,12 @@ class AnalysisTask:
         """Stop the runner: waiting children and the zygote exit."""
         await self.runner.stop()
 
-    async def run(self, job: Job) -> dict[str, Any]:
-        """Run the request in ``job.params``; return the function's dict.
+    async def run(self, job: Job) -> msgspec.Raw:
+        """Run the request in ``job.params``; return the function's dict as
+        the JSON the child encoded (``msgspec.Raw``: passed on to the reply
+        without being decoded and encoded again; decoded here only to save it).
+        The result is bounded by ``max_result_bytes`` and, if smaller, by
+        ``job.request.reply_limit``.
 
         Raises ``InvalidRequest`` (bad request, unknown script or function),
         ``IOFailure`` (the run is missing or unreadable, saving failed) or
@@ -326,12 +353,15 @@ class AnalysisTask:
                 f"run folder {run.path} does not exist: save the run's data to the datastore "
                 f"({self.store.root}) before requesting its analysis, with the same ids"
             )
+        max_result_bytes, limit_name, limit_setting = self._result_limit(job.request.reply_limit)
         spec = ChildSpec(
             root=str(self.store.root.resolve()),
             **target,
             custom_params=request.custom_params,
             raw_data=request.raw_data or self.config.raw_data,
-            max_result_bytes=self.config.max_result_bytes,
+            max_result_bytes=max_result_bytes,
+            result_limit_name=limit_name,
+            result_limit_setting=limit_setting,
             **run.ids,
         )
         job.log.info("running %s:%s on %s/%s/%s", spec.script, spec.function, *run.ids.values())
@@ -349,16 +379,29 @@ class AnalysisTask:
             job.log.debug("script output:\n%s", leftovers.output)
         result = self._interpret(leftovers, spec)
         if self.config.save_results:
+            value = msgspec.json.decode(result)
             try:
                 # A thread: fsync may take a while, the event loop must not wait for it.
-                await asyncio.to_thread(run.merge_results, result)
+                await asyncio.to_thread(run.merge_results, value)
             except (OSError, DatastoreError) as e:
                 raise IOFailure(
                     f"the analysis succeeded but merging its result into {run.path} failed: {e}; "
                     "the result is in this reply's data; check the datastore's disk and permissions",
-                    data={"result": result},
+                    data={"result": value},
                 ) from e
         return result
+
+    def _result_limit(self, reply_limit: ReplyLimit | None) -> tuple[int, str, str]:
+        """The ChildSpec fields bounding the result (``max_result_bytes``,
+        ``result_limit_name``, ``result_limit_setting``): the task's
+        ``max_result_bytes``, or the room in the request's reply if smaller."""
+        if reply_limit is not None and reply_limit.max_bytes < self.config.max_result_bytes:
+            return (
+                reply_limit.max_bytes,
+                "max_result_bytes or what its reply can carry",
+                f"max_result_bytes in the task's config and {reply_limit.setting}",
+            )
+        return self.config.max_result_bytes, "max_result_bytes", "max_result_bytes in the task's config"
 
     def _resolve(self, request: AnalysisRequest) -> dict[str, Any]:
         """The ChildSpec fields saying what to run: a script of ``scripts/``
@@ -376,12 +419,13 @@ class AnalysisTask:
         function = self.config.function or request.function or "calculate_results"
         return {"script": name, "script_path": str(path), "function": function}
 
-    def _interpret(self, leftovers: RunLeftovers, spec: ChildSpec) -> dict[str, Any]:
-        """The function's dict, or the error for how the run ended (``RunEnd``)."""
+    def _interpret(self, leftovers: RunLeftovers, spec: ChildSpec) -> msgspec.Raw:
+        """The function's dict as JSON, or the error for how the run ended (``RunEnd``)."""
         label = f"{spec.script}:{spec.function}"
         data = {"output": leftovers.output} if leftovers.output else {}
         if leftovers.killed_for is not None:
-            raise TaskCrashed(f"{label} {_KILLED[leftovers.killed_for].format_map(self._settings)}", data)
+            settings = {**self._settings, "max_result_bytes": spec.max_result_bytes}
+            raise TaskCrashed(f"{label} {_KILLED[leftovers.killed_for].format_map(settings)}", data)
         if leftovers.reply is None:
             raise TaskCrashed(f"{label} {_death(leftovers.returncode, self.config)}", data)
         try:
@@ -390,7 +434,7 @@ class AnalysisTask:
             message = f"{label} sent an unreadable reply ({e}); this is a bug of bridgehost-analysis, please report it"
             raise TaskCrashed(message, data) from None
         if reply.end is RunEnd.RETURNED:
-            return msgspec.json.decode(reply.result)
+            return reply.result
         if reply.traceback:
             data["traceback"] = reply.traceback
         if reply.end is RunEnd.IO_FAILED:

@@ -10,6 +10,11 @@ the response:
   ``data`` = the outcome's data (when a dict, e.g. ``traceback``) plus
   ``status`` (the ``Status`` name), ``status_code`` (its number) and ``job_id``.
 
+Each request carries the room its result has in the response
+(``Request.reply_limit``: ``max_frame_bytes`` less the response's envelope),
+so a result too large for it ends the job CRASH where its outcome is
+decided, the same in the log, in ``job_finished`` and in the response.
+
 Unknown tasks, full queues and a stopping host are answered by the host
 itself (REJECTED naming the tasks, BUSY, REJECTED), so the trigger needs no
 list of tasks.
@@ -21,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from bridgehost.config import TriggerConfig
 from bridgehost.errors import InvalidField
-from bridgehost.jobs import Outcome, Request, Status
+from bridgehost.jobs import Outcome, ReplyLimit, Request, Status
 
-from bridgehost_ipc.protocol import CommandMessage
+from bridgehost_ipc.protocol import CommandMessage, encode
 from bridgehost_ipc.transport import ZmqTransport, requester
 
 if TYPE_CHECKING:
@@ -84,13 +89,38 @@ class ZmqTrigger:
                 f"data of a request for task {message.topic!r} must be a JSON object (its parameters), "
                 f"got {_json_type(message.data)}; send {{}} for none"
             )
-        request = Request(task=message.topic, params=message.data, source="zmq", ref=str(message.transaction_id))
+        request = Request(
+            task=message.topic,
+            params=message.data,
+            source="zmq",
+            ref=str(message.transaction_id),
+            reply_limit=self._room(message),
+        )
         # A client gone before its queued job starts withdraws it (CANCELLED, never run): the
         # transport cancels this await when it sees the disconnect, and the host asks `wanted` first.
         peer = requester.get(None)
         wanted = None if peer is None else (lambda: self.transport.connected(peer))
         outcome = await self.host.submit(request, wanted=wanted)
         return response_for(message, outcome)
+
+    def reply_limit(self, task: str) -> ReplyLimit:
+        """The limit of a reply for any task (``bridgehost.components.ReplyBounded``):
+        the transport's ``max_frame_bytes``."""
+        return ReplyLimit(self.transport.config.max_frame_bytes, self._setting)
+
+    @property
+    def _setting(self) -> str:
+        return f"max_frame_bytes of zmq transport {self.config.transport!r}"
+
+    def _room(self, message: CommandMessage) -> ReplyLimit:
+        """The room a result has in the response to ``message``: the frame
+        limit less the response's envelope (its other fields, as encoded)."""
+        envelope = len(encode(message.reply(None))) - len(b"null") + _TIMECODE_SLACK
+        return ReplyLimit(self.transport.config.max_frame_bytes - envelope, self._setting)
+
+
+_TIMECODE_SLACK = 8
+"""Bytes kept free in case the transport's fresh timecode has more digits."""
 
 
 def response_for(message: CommandMessage, outcome: Outcome) -> CommandMessage:
