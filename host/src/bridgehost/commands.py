@@ -10,7 +10,7 @@ https://llm.datasette.io/en/stable/plugins/plugin-hooks.html).
 A command is a name, a ``run(args) -> int`` handler and an optional
 ``configure(parser)`` that adds its arguments. ``bridgehost --help`` builds
 every parser, so ``configure`` must stay cheap: a plugin imports what its
-command needs (pyzmq, rich, dask) inside ``run``.
+command needs (a messaging library, rich, dask) inside ``run``.
 """
 
 from __future__ import annotations

@@ -5,9 +5,6 @@ A config selects what runs::
     [host]
     name = "traction-rig"
 
-    [[transports]]
-    kind = "zmq"
-
     [[tasks]]
     name = "python.run_analysis"
     kind = "analysis"

@@ -166,7 +166,7 @@ class Host:
         elif not self.config.triggers and not self.config.transports:
             found.append(
                 "the config has no [[triggers]] and no [[transports]]: nothing can request its tasks "
-                '(add e.g. a [[transports]] and a [[triggers]] table with kind = "zmq")'
+                "(add a [[transports]] and a [[triggers]] table; `bridgehost plugins` lists the kinds installed)"
             )
         for component in self.components:
             if isinstance(component.impl, Checkable):

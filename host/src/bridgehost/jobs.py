@@ -65,7 +65,7 @@ def new_job_id() -> str:
 class ReplyLimit(msgspec.Struct, frozen=True):
     """The most bytes of JSON a job's result may take in the reply that
     carries it back (``max_bytes``), and the setting that decides it
-    (``setting``, named in errors: ``"max_frame_bytes of zmq transport 'zmq'"``).
+    (``setting``, named in errors: ``"max_frame_bytes of transport 'plant'"``).
 
     A trigger whose replies are bounded (a frame limit) puts one on each
     ``Request`` it makes; the host then ends a job whose result does not fit
@@ -82,7 +82,7 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 
     ``task`` is the configured task name (for ZeroMQ, the message topic).
     ``params`` is the task's input (for ZeroMQ, the message ``data``).
-    ``source`` names the trigger ("zmq", "epics:RIG:01:"); ``ref`` is the
+    ``source`` names the trigger (its kind, with a detail such as a PV prefix); ``ref`` is the
     source's own id for the request (the ZeroMQ transaction id), carried into
     every log line of the job so both ends can be matched. ``reply_limit``:
     how large a result the trigger's reply can carry (``None``: unbounded).

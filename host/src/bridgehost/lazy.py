@@ -1,6 +1,6 @@
 """Package attributes imported on first use (PEP 562,
 https://peps.python.org/pep-0562/), so that loading a plugin for the
-command line does not import its runtime (pyzmq, p4p, numpy)."""
+command line does not import its runtime (messaging, EPICS, numpy)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,9 @@ class Kind(enum.StrEnum):
 
 # First-party kinds and the distribution that provides each, so a config that
 # names a kind whose plugin is missing gets a `pip install` line, not a shrug.
+# Hint data only: the core imports no plugin. It has to live here, the one
+# distribution always installed, because a plugin that is not installed
+# cannot say what it would provide.
 KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
     Kind.TRANSPORT: {"zmq": "bridgehost-ipc", "pva": "bridgehost-epics", "prometheus": "bridgehost-prometheus"},
     Kind.TRIGGER: {"zmq": "bridgehost-ipc", "epics": "bridgehost-epics"},

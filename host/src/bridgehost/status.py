@@ -71,7 +71,7 @@ class Failure(msgspec.Struct, kw_only=True):
 
 class ComponentState(msgspec.Struct, kw_only=True):
     """A configured component (``section`` ``transports``, ``index`` 0...,
-    ``kind`` ``zmq``). ``state`` and ``details`` are what its optional
+    ``kind`` as configured). ``state`` and ``details`` are what its optional
     ``status()`` method returned (``state`` taken out of it), else the
     host's state and ``{}``."""
 
