@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridgehost.errors import JobError, Skipped, TaskCrashed, TaskFailed
+from bridgehost.jobs import now_ms
 from bridgehost_steps.context import ProcessContext
 from bridgehost_steps.errors import ControlRequest, Halted, JumpRequest, PauseRequest, ProcessFailureError, SwapRequest
 from bridgehost_steps.machine import (
@@ -83,7 +83,7 @@ class Run:
         self.results: dict[str, Any] = {}
         self.skipped: list[str] = []
         self.seq = 0
-        self.started_ms = _now_ms()
+        self.started_ms = now_ms()
         self.ended_ms = 0
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.wakeup = asyncio.Event()
@@ -106,7 +106,7 @@ class Run:
         state = next_state(previous, event)
         if state.final:
             self._flush_location()  # the final state is the job's last announcement
-            self.ended_ms = _now_ms()
+            self.ended_ms = now_ms()
         self.state = state
         self._announce(Topic.STATE, {"previous": previous.value, "event": event.value, **extra})
 
@@ -565,6 +565,3 @@ def _consume(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
