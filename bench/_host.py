@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from bridgehost_ipc.client import Client
 
+from bridgehost_ipc.client import Client
 
 ZMQ_HOST = """
 [host]

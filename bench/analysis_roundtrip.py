@@ -54,6 +54,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
 from _host import ZMQ_HOST, loadavg, ms, running_host, timed_calls
 from bridgehost_analysis.datastore import Datastore
 

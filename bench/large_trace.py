@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from _host import ZMQ_HOST, loadavg, ms, running_host, timed_calls
 from bridgehost_analysis.datastore import Datastore
 

@@ -41,9 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "hostile"))
 
-import harness
 import zmq
 
+import harness
 from bridgehost_ipc.protocol import encode, new_request
 
 MAX_FRAME = 65536

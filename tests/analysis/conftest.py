@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from bridgehost.jobs import Job, Request
 from bridgehost.testing import build_host
 from bridgehost_analysis.datastore import Datastore, Run

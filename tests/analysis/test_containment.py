@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from bridgehost.errors import TaskCrashed
 
 GOOD = "def calculate_results(ctx):\n    return {'n': len(ctx['raw_data']['trace']['force'])}\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from bridgehost_analysis import datastore as ds
 from bridgehost_analysis.datastore import (
     ID_PATTERN,

@@ -11,6 +11,7 @@ import textwrap
 import tomllib
 
 import pytest
+
 from bridgehost import hookimpl
 from bridgehost.config import Config, parse_config
 from bridgehost.errors import ConfigError, InvalidRequest, TaskCrashed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+
 from bridgehost.config import parse_config
 from bridgehost.errors import ConfigError, InvalidRequest, IOFailure, TaskCrashed
 from bridgehost.jobs import Status

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+
 from bridgehost_analysis.datastore import Datastore
 from bridgehost_analysis.task import AnalysisTaskConfig
 from bridgehost_analysis.traction import SCRIPT, SCRIPTS_DIR, generate_run

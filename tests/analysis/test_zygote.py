@@ -9,10 +9,11 @@ import os
 import signal
 import textwrap
 
+import msgspec
 import numpy as np
 import psutil
-import msgspec
 import pytest
+
 from bridgehost.errors import TaskCrashed
 from bridgehost_analysis.jsonvalue import TooLarge, to_json_value
 from bridgehost_analysis.runner import ZygoteFailed

@@ -11,10 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # epics_support, for the tests too
 
-from epics_support import HostProcess
-
 from bridgehost_epics.names import db_path
 from bridgehost_epics.softioc import SoftIoc
+from epics_support import HostProcess
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import threading
 import time
 
 from bridgehost.errors import TaskFailed
-
 from bridgehost_epics import io
 
 _gate = threading.Event()

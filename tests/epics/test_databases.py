@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from epics_support import HostProcess, Watch, deployment
 
 from bridgehost_epics.softioc import SoftIoc
+from epics_support import HostProcess, Watch, deployment
 
 SUCCESS, TASK_FAIL = 0, 1
 DB = Path(__file__).parent / "epics_bridge.db"

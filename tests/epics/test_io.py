@@ -10,12 +10,12 @@ import sys
 
 import numpy as np
 import pytest
-from bridgehost.cli import main as cli
-from bridgehost.jobs import Status
 from p4p.nt import NTNDArray
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
+from bridgehost.cli import main as cli
+from bridgehost.jobs import Status
 from bridgehost_epics import io
 from bridgehost_epics.names import PVInterface
 

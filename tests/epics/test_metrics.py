@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 import urllib.request
 
-from epics_support import WAIT_S, Watch, deployment
 from prometheus_client.parser import text_string_to_metric_families
+
+from epics_support import WAIT_S, Watch, deployment
 
 
 def scrape(url: str) -> dict[tuple[str, str], float]:

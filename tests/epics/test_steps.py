@@ -12,13 +12,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from bridgehost_steps import State
 from p4p.client.thread import Context
 
-from epics_support import Watch
 from bridgehost_epics.convert import read_long_string
 from bridgehost_epics.names import STEP_STATES, db_path
 from bridgehost_epics.softioc import SoftIoc, free_port
+from bridgehost_steps import State
+from epics_support import Watch
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "steps"
 CANCELLED, SUCCESS = 6, 0

@@ -8,10 +8,10 @@ import time
 import uuid
 
 import pytest
-from epics_support import WAIT_S, Watch, deployment
 
 from bridgehost_epics.names import db_path
 from bridgehost_epics.softioc import SoftIoc
+from epics_support import WAIT_S, Watch, deployment
 
 SUCCESS, TASK_FAIL, IO_FAILURE, CRASH, CANCELLED = 0, 1, 2, 3, 6
 

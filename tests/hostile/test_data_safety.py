@@ -20,9 +20,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from harness import HostProcess, prepare_datastore, request
 
 from bridgehost_analysis.datastore import Datastore
+from harness import HostProcess, prepare_datastore, request
 
 WAIT_S = 30.0
 PAD = 200_000

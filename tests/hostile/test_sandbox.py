@@ -11,9 +11,9 @@ import signal
 
 import psutil
 import pytest
-from harness import HANG_BOUND_S, gone, request, wait_until
 
 from bridgehost_analysis.sandbox import abi_version
+from harness import HANG_BOUND_S, gone, request, wait_until
 
 ABI = abi_version()
 

@@ -13,9 +13,9 @@ import os
 import signal
 
 import pytest
-from harness import CASES, Case, gone, prepare_datastore, request, run_case, wait_response, wait_until
 
 from bridgehost_analysis.sandbox import abi_version
+from harness import CASES, Case, gone, prepare_datastore, request, run_case, wait_response, wait_until
 
 LANDLOCK_ABI = abi_version()
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-from harness import request, wait_until
 
 from bridgehost_ipc.client import Client, SendQueueFull
 from bridgehost_ipc.protocol import decode
 from bridgehost_ipc.security import RefusalLog
+from harness import request, wait_until
 
 WAIT_S = 15.0
 REFUSED_WITHIN_S = 1.5

@@ -17,6 +17,10 @@ import random
 import msgspec
 import pytest
 import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridgehost_ipc.protocol import MAX_TRANSACTION_ID, MessageType, decode
 from harness import (
     HostProcess,
     blast,
@@ -27,10 +31,6 @@ from harness import (
     request,
     wait_until,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from bridgehost_ipc.protocol import MAX_TRANSACTION_ID, MessageType, decode
 
 MAX_FRAME = 65536
 FUZZ_TRANSPORT = f"max_frame_bytes = {MAX_FRAME}"

@@ -8,7 +8,6 @@ import threading
 import time
 
 from bhprom_support import WAIT_S, HostProcess, http_get, run_cli, wait_until
-
 from bridgehost.cli import main
 
 

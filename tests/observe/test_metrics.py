@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import subprocess
 
-from bhprom_support import WAIT_S, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
+from bhprom_support import WAIT_S, wait_until
 from bridgehost_ipc.client import Client
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from bhprom_support import WAIT_S, host_env, run_cli, wait_until
 
+from bhprom_support import WAIT_S, host_env, run_cli, wait_until
 from bridgehost.status import HostStatus
 from bridgehost.testing import free_endpoint
 

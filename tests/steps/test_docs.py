@@ -14,7 +14,6 @@ from bridgehost_ipc.client import Client
 from bridgehost_steps import PauseRequest
 from bridgehost_steps.control import _SHAPES
 from bridgehost_steps.machine import FINAL, REFUSALS, TRANSITIONS, Control, ProcessEvent, State
-
 from stepkit import WAIT_S, HostThread, wait_for
 
 DOC = (Path(__file__).parents[2] / "docs" / "steps.md").read_text()

@@ -14,9 +14,7 @@ from bridgehost.errors import ConfigError
 from bridgehost.host import Host
 from bridgehost.jobs import Request, Status
 from bridgehost.plugins import load_plugins
-
 from bridgehost_steps.controller import StepsController
-
 from stepkit import StepsPlugin, running_host
 
 

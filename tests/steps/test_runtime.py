@@ -10,7 +10,6 @@ import asyncio
 from bridgehost_steps import JumpRequest, PauseRequest, ProcessFailureError, SwapRequest
 from bridgehost_steps.machine import NOT_PAUSABLE, Control, State
 from bridgehost_steps.run_types import Topic
-
 from stepkit import Harness, running_host, until
 
 C, S = Control, State

@@ -27,13 +27,13 @@ from typing import Literal
 
 import msgspec
 import pytest
-from stepkit import Harness, until
 
 import bridgehost_steps as am
 from bridgehost_steps import JumpRequest, PauseRequest, SwapRequest
 from bridgehost_steps.machine import Control, State
 from bridgehost_steps.run_types import Topic
 from bridgehost_steps.steps import step
+from stepkit import Harness, until
 
 C, S = Control, State
 

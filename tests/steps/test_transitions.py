@@ -15,7 +15,6 @@ import pytest
 
 from bridgehost_steps import JumpRequest, PauseRequest
 from bridgehost_steps.machine import FINAL, REFUSALS, TRANSITIONS, Control, ProcessEvent, State, refusal
-
 from stepkit import Harness, until
 
 S, C, P = State, Control, ProcessEvent

@@ -10,7 +10,6 @@ import pytest
 
 from bridgehost_ipc.client import Client
 from bridgehost_steps import PauseRequest
-
 from stepkit import WAIT_S, HostThread, wait_for
 
 CONFIG = """

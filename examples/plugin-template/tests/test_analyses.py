@@ -4,9 +4,9 @@ pytest plugins provide: bridgehost_host (bridgehost), bridgehost_run
 (bridgehost-analysis), bridgehost_client (bridgehost-ipc)."""
 
 import pytest
+
 from bridgehost.jobs import Status
 from bridgehost.plugins import load_plugins
-
 from bridgehost_template.analyses import force_check
 
 TRACE = {"trace": {"t": [0.0, 0.1, 0.2, 0.3], "force": [10.0, 250.0, 180.0, 90.0]}}

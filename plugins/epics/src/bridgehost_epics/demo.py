@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridgehost.host import Host
 from p4p.client.asyncio import Context
+
+from bridgehost.host import Host
 
 PREFIX = "DEMO:"
 CONFIG = """\

@@ -30,10 +30,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bridgehost.errors import IOFailure
 from p4p.client import asyncio as pva_asyncio
 from p4p.client import thread as pva_thread
 
+from bridgehost.errors import IOFailure
 from bridgehost_epics.convert import to_python
 
 DEFAULT_TIMEOUT_S = 5.0

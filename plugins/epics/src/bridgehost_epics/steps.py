@@ -37,20 +37,20 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from bridgehost.errors import InvalidField, InvalidRequest
 
+from bridgehost.errors import InvalidField, InvalidRequest
 from bridgehost_epics.convert import long_string
 from bridgehost_epics.handshake import CountedPuts, PutQueue
 from bridgehost_epics.logpvs import MAX_BYTES
 from bridgehost_epics.names import STEP_STATES, StandardPVs
 
 if TYPE_CHECKING:
-    from bridgehost.host import Host
-    from bridgehost_steps.controller import Announcement, StepsController
-    from bridgehost_steps.machine import State
     from p4p.client.asyncio import Context
 
+    from bridgehost.host import Host
     from bridgehost_epics.trigger import EpicsTriggerConfig
+    from bridgehost_steps.controller import Announcement, StepsController
+    from bridgehost_steps.machine import State
 
 log = logging.getLogger(__name__)
 

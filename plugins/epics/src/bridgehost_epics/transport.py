@@ -12,11 +12,11 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from bridgehost.config import TransportConfig
-from bridgehost.errors import InvalidField
 from p4p.client import asyncio as pva_asyncio
 from p4p.client import thread as pva_thread
 
+from bridgehost.config import TransportConfig
+from bridgehost.errors import InvalidField
 from bridgehost_epics.server import EmbeddedServer
 
 if TYPE_CHECKING:

@@ -28,10 +28,10 @@ import logging
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+
 from bridgehost.config import TriggerConfig
 from bridgehost.errors import InvalidField
 from bridgehost.jobs import Outcome, Request, Status
-
 from bridgehost_epics import steps as step_control
 from bridgehost_epics import transport as pva
 from bridgehost_epics.handshake import CountedPuts, PutQueue

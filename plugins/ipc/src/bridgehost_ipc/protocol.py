@@ -18,6 +18,7 @@ import re
 from typing import Annotated, Any
 
 import msgspec
+
 from bridgehost.jobs import Status, now_ms
 from bridgehost.text import cut_middle
 from bridgehost.validation import validation_issue

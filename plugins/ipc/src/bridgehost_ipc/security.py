@@ -26,10 +26,11 @@ from pathlib import Path
 import zmq
 import zmq.asyncio
 import zmq.auth
-from bridgehost.errors import InvalidField
-from bridgehost.logs import RateLimitedLog
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
+
+from bridgehost.errors import InvalidField
+from bridgehost.logs import RateLimitedLog
 
 log = logging.getLogger("bridgehost.ipc")
 

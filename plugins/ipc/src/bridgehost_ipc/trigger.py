@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from bridgehost.config import TriggerConfig
 from bridgehost.errors import InvalidField
 from bridgehost.jobs import Outcome, ReplyLimit, Request, Status
-
 from bridgehost_ipc.protocol import CommandMessage, encode
 from bridgehost_ipc.transport import ZmqTransport, requester
 

@@ -34,9 +34,9 @@ from typing import Any
 import msgspec
 
 from bridgehost.jobs import Status
-
 from bridgehost_steps.controller import TOPIC_PREFIX, StepsController
 from bridgehost_steps.machine import Answer, Control
+
 
 def attach(controller: StepsController, transport: Any) -> None:
     """Route ``steps.*`` on ``transport`` to ``controller`` and broadcast its

@@ -26,7 +26,6 @@ import msgspec
 
 from bridgehost.errors import InvalidRequest
 from bridgehost.jobs import Outcome, Request
-
 from bridgehost_steps.machine import ENDED, Answer, Control
 from bridgehost_steps.run import Run
 from bridgehost_steps.run_types import RunStatus, Topic

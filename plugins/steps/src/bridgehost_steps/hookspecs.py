@@ -19,7 +19,6 @@ fills the catalog (``STEPS``) while it loads plugins.
 from __future__ import annotations
 
 from bridgehost.registry import CatalogSpec, PluginCatalog
-
 from bridgehost_steps.steps import StepDef, named_step
 
 STEPS = CatalogSpec("step", make=named_step)

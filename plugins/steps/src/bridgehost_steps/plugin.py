@@ -4,7 +4,6 @@ and the built-in steps (``delay``)."""
 from __future__ import annotations
 
 from bridgehost import hookimpl
-
 from bridgehost_steps import hookspecs
 
 

@@ -32,11 +32,10 @@ import msgspec
 from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField, InvalidRequest
 from bridgehost.registry import Catalog
-
 from bridgehost_steps.controller import StepsController
+from bridgehost_steps.hookspecs import STEPS
 from bridgehost_steps.run import Run
 from bridgehost_steps.run_types import Limits, ProgramStep, Refused, parse_point
-from bridgehost_steps.hookspecs import STEPS
 from bridgehost_steps.steps import StepDef, resolve
 
 if TYPE_CHECKING:
