@@ -22,6 +22,7 @@ Reference: the Dask distributed docs, "Plugins" and "Futures"
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -61,7 +62,7 @@ class WorkerCannotRun(BridgehostError):
     or sees another script); the message names the worker and the path."""
 
 
-class _LoopPlugin(WorkerPlugin):
+class _LoopPlugin(WorkerPlugin, abc.ABC):
     """An asyncio event loop in a thread of its own on each worker, for a
     zygote runner: ``setup`` checks that the worker sees ``datastore``,
     starts the loop and awaits ``_start()``; ``teardown`` awaits ``_stop()``
@@ -106,11 +107,13 @@ class _LoopPlugin(WorkerPlugin):
     def _check(self, worker: Any) -> None:
         pass
 
+    @abc.abstractmethod
     async def _start(self, worker: Any) -> None:
-        raise NotImplementedError
+        """Start this plugin's runner on the worker's loop."""
 
+    @abc.abstractmethod
     async def _stop(self) -> None:
-        raise NotImplementedError
+        """Stop what ``_start`` started."""
 
 
 class ZygotePlugin(_LoopPlugin):
