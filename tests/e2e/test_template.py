@@ -84,6 +84,12 @@ analysis = "template.force_check"
     check_config.write_text(config.format(endpoint="tcp://127.0.0.1:5555", datastore=run.store.root))
     check = subprocess.run([bin_dir / "bridgehost", "check", check_config], capture_output=True, text=True, env=env, timeout=60)
     assert check.returncode == 0, check.stderr
+    # Left out, the plugin is named from the metadata its pyproject.toml declares (bridgehost.provides).
+    disabled = subprocess.run([bin_dir / "bridgehost", "check", check_config], capture_output=True, text=True,
+                              env={**env, "BRIDGEHOST_DISABLE_PLUGINS": "template"}, timeout=60)
+    assert disabled.returncode == 2, disabled.stderr
+    assert ("bridgehost-plugin-template is installed but its plugin 'template' is disabled by "
+            "BRIDGEHOST_DISABLE_PLUGINS: remove 'template' from it") in disabled.stderr
     host = start_host(config, run.store.root, bridgehost=[bin_dir / "bridgehost"], env=env)
     with Client(host.endpoint) as client:
         response = client.call("rig.force_check", run.ids, timeout_s=60)

@@ -18,15 +18,17 @@ from bridgehost.plugins import load_plugins
 from bridgehost.registry import CatalogSpec, Kind
 
 
-def fake_distribution(root, dist, plugin, module_source):
+def fake_distribution(root, dist, plugin, module_source, provides=()):
     """Install a distribution the way pip would leave it on sys.path: a module
-    plus a .dist-info folder whose entry_points.txt names it."""
+    plus a .dist-info folder whose entry_points.txt names it, and declares
+    ``provides`` (``"task.acme-task"``) in the group ``bridgehost.provides``."""
     module = f"{dist.replace('-', '_')}_plugin"
     (root / f"{module}.py").write_text(textwrap.dedent(module_source))
     info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(f"[bridgehost]\n{plugin} = {module}\n")
+    declared = "".join(f"{name} = {module}\n" for name in provides)
+    (info / "entry_points.txt").write_text(f"[bridgehost]\n{plugin} = {module}\n\n[bridgehost.provides]\n{declared}")
 
 
 BROKEN = "import this_module_does_not_exist\n"
@@ -88,13 +90,65 @@ def test_selecting_a_kind_of_a_broken_plugin_chains_its_exception(site):
 def test_a_known_kind_whose_distribution_is_broken_chains_its_exception(site):
     # A broken bridgehost-steps: the error names it and chains its ImportError,
     # even with other plugins failing too.
-    fake_distribution(site, "bridgehost-steps", "steps", BROKEN)
+    fake_distribution(site, "bridgehost-steps", "steps", BROKEN, provides=["task.step"])
     fake_distribution(site, "acme-broken", "acmebroken", "raise RuntimeError('other')\n")
     plugins = load_plugins(load=["steps", "acmebroken"])
     with pytest.raises(UnknownKindError) as info:
         parse_config(tomllib.loads('[[tasks]]\nname = "t"\nkind = "step"\n'), plugins)
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
     assert "bridgehost-steps is installed but its plugin 'steps' failed to load" in info.value.hint
+
+
+def test_a_kind_no_installed_distribution_declares_says_where_to_look(site):
+    fake_distribution(site, "acme-good", "acmegood", GOOD, provides=["task.acme-task"])
+    plugins = load_plugins()
+    with pytest.raises(UnknownKindError) as info:
+        parse_config(tomllib.loads('[[tasks]]\nname = "t"\nkind = "acme-tsk"\n'), plugins)
+    assert "task kind 'acme-tsk' is not available (available: acme-task, analysis, callable," in info.value.message
+    assert info.value.hint == (
+        "no installed distribution provides it (none declares 'task.acme-tsk' in the entry-point group "
+        "'bridgehost.provides'): find a plugin that provides it and install it next to bridgehost "
+        "(docs/writing-plugins.md); `bridgehost plugins` lists what is installed"
+    )
+
+
+def test_the_distribution_that_declares_a_kind_is_named_when_its_plugin_is_left_out(site):
+    """The hint comes from the metadata the distribution declares, without
+    importing it: a third-party one is named as a first-party one is."""
+    fake_distribution(site, "acme-good", "acmegood", GOOD, provides=["task.acme-task", "recipe.acme.bread"])
+    plugins = load_plugins(disable=["acmegood"], extra=[("owner", RecipesOwner())])
+    with pytest.raises(UnknownKindError) as info:
+        parse_config(tomllib.loads('[[tasks]]\nname = "t"\nkind = "acme-task"\n'), plugins)
+    assert info.value.hint == (
+        "acme-good is installed but its plugin 'acmegood' is disabled by [plugins] disable: remove 'acmegood' from it"
+    )
+    with pytest.raises(UnknownKindError, match="recipe 'acme.bread' is not available") as info:
+        plugins.catalog(RecipesSpecs.RECIPES).get("acme.bread")
+    assert info.value.hint.startswith("acme-good is installed but its plugin 'acmegood' is disabled")
+    # Declared, loaded, yet not registered: the declaration is wrong; say so.
+    loaded = load_plugins(load=["acmegood"], extra=[("owner", RecipesOwner())])
+    with pytest.raises(UnknownKindError) as info:
+        loaded.catalog(RecipesSpecs.RECIPES).get("acme.bread")
+    assert info.value.hint == (
+        "acme-good declares 'recipe.acme.bread' (bridgehost.provides entry point) but no loaded plugin "
+        "registered it; `bridgehost plugins` lists what each plugin registered"
+    )
+
+
+def test_every_workspace_distribution_declares_what_its_plugin_registers():
+    """The bridgehost.provides metadata of each plugin's pyproject.toml lists
+    exactly what its plugin registers (its kinds and catalog entries), so a
+    hint never names a distribution for what it does not provide, nor misses one."""
+    from importlib.metadata import entry_points
+
+    plugins = load_plugins()
+    assert not plugins.failures, plugins.failures
+    for info in plugins.infos.values():
+        if info.name == "builtin":
+            continue  # always loaded: never the subject of a hint
+        registered = {f"{kind}.{name}" for kind, names in info.kinds.items() if kind != "command" for name in names}
+        declared = {ep.name for ep in entry_points(group="bridgehost.provides") if ep.dist.name == info.distribution}
+        assert declared == registered, f"{info.distribution}: pyproject.toml declares {sorted(declared)}"
 
 
 def test_a_register_hook_that_raises_is_a_failure_and_registers_nothing():

@@ -107,7 +107,7 @@ class Plugins:
         empty one if the plugin that adds its hookspec did not load."""
         found = self.catalogs.get(spec.hook)
         if found is None or found.spec is not spec:
-            return Catalog(spec, self.failures)
+            return Catalog(spec, self.failures, self.skipped)
         return found
 
 
@@ -218,7 +218,7 @@ def load_plugins(
     for caller in list(vars(pm.hook).values()):
         spec = getattr(caller.spec.function, CATALOG_ATTRIBUTE, None) if getattr(caller, "spec", None) else None
         if isinstance(spec, CatalogSpec):
-            catalog = catalogs[caller.name] = Catalog(spec, failures)
+            catalog = catalogs[caller.name] = Catalog(spec, failures, skipped)
             _fill(pm, caller.name, spec.what, catalog.for_plugin, catalog.names, failures, infos)
     # A broken plugin provides nothing: not what it half-registered before
     # raising, nor what it registered for earlier kinds.

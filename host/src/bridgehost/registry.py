@@ -7,8 +7,17 @@ functions) declares a ``Catalog`` for a hook of its own (``CatalogSpec``);
 every plugin fills it at load time the same way. A lookup of a name nobody
 registered fails the way tox 4's runner registry does
 (https://tox.wiki/en/latest/plugins.html): it names what is available and
-which distribution would provide the missing one, and if that plugin is
-installed but broken it chains the import error.
+which installed distribution declares the missing one (``declared_by``),
+and if that plugin is installed but broken it chains the import error.
+
+What a distribution provides is metadata it declares about itself, read
+without importing it: entry points in the group ``bridgehost.provides``
+named ``<kind>.<name>`` (``task.analysis``, ``trigger.epics``,
+``step.acme.purge``), each naming the plugin module that registers it, as
+SQLAlchemy's ``sqlalchemy.dialects`` entry points are named
+``<dialect>.<driver>``
+(https://github.com/sqlalchemy/sqlalchemy/blob/main/README.dialects.rst).
+The core names no plugin.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Generic, NoReturn, TypeVar
 
 import msgspec
@@ -43,18 +53,18 @@ class Kind(enum.StrEnum):
         return f"{self.value}s"
 
 
-# First-party kinds and the distribution that provides each, so a config that
-# names a kind whose plugin is missing gets a `pip install` line, not a shrug.
-# Hint data only: the core imports no plugin. It has to live here, the one
-# distribution always installed, because a plugin that is not installed
-# cannot say what it would provide.
-KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
-    Kind.TRANSPORT: {"zmq": "bridgehost-ipc", "pva": "bridgehost-epics", "prometheus": "bridgehost-prometheus"},
-    Kind.TRIGGER: {"zmq": "bridgehost-ipc", "epics": "bridgehost-epics"},
-    Kind.TASK: {"analysis": "bridgehost-analysis", "step": "bridgehost-steps", "sequence": "bridgehost-steps"},
-    Kind.WATCHDOG: {"epics-heartbeat": "bridgehost-epics"},
-    Kind.DEMO: {"traction": "bridgehost-analysis", "epics": "bridgehost-epics"},
-}
+PROVIDES_GROUP = "bridgehost.provides"
+"""The entry-point group in which a distribution declares what it provides:
+``"<kind>.<name>" = "<plugin module>"`` (docs/writing-plugins.md)."""
+
+
+def declared_by(provides: str) -> list[str]:
+    """The installed distributions that declare ``provides``
+    (``"task.analysis"``: a ``Kind`` value or a catalog's ``what``, a dot,
+    the name) in the entry-point group ``bridgehost.provides``, sorted.
+    Reads their metadata only: imports nothing."""
+    found = entry_points(group=PROVIDES_GROUP, name=provides)
+    return sorted({ep.dist.name for ep in found if ep.dist is not None})
 
 
 @dataclass(frozen=True)
@@ -144,16 +154,16 @@ class Registry:
         """The entry for ``name``.
 
         Raises ``UnknownKindError`` naming the available names and the
-        distribution that would provide ``name``; when that distribution's
-        plugin is installed but failed to load, the error is chained to the
-        plugin's own exception.
+        installed distribution that declares ``<kind>.<name>``
+        (``declared_by``); when that distribution's plugin failed to load,
+        the error is chained to the plugin's own exception.
         """
         entry = self.entries.get(name)
         if entry is not None:
             return entry
         what = self.kind.value if self.kind is Kind.DEMO else f"{self.kind.value} kind"
-        provider = KNOWN_PROVIDERS.get(self.kind, {}).get(name)
-        raise_unknown(what, name, self.names(), provider, self.failures, source=source, key=key, skipped=self.skipped)
+        raise_unknown(what, name, self.names(), f"{self.kind.value}.{name}", self.failures,
+                      source=source, key=key, skipped=self.skipped)
 
 
 @dataclass(frozen=True)
@@ -196,7 +206,7 @@ def raise_unknown(
     what: str,
     name: str,
     available: list[str],
-    provider: str | None,
+    provides: str,
     failures: Mapping[str, PluginFailure],
     *,
     source: str = "",
@@ -205,27 +215,39 @@ def raise_unknown(
 ) -> NoReturn:
     """Raise ``UnknownKindError`` for ``name``, which no loaded plugin
     registered: ``"<what> 'name' is not available (available: ...)"``, with a
-    hint naming ``provider`` (the distribution known to provide it, if any).
-    When that distribution's plugin, or the only plugin, failed to load, the
-    error is chained to the plugin's own exception; when it is installed but
-    was not loaded (``skipped``), the hint says why and what to change."""
+    hint naming the installed distribution that declares ``provides``
+    (``"task.analysis"``, see ``declared_by``). When its plugin was not
+    loaded (``skipped``) the hint says which setting left it out and what to
+    change; when it failed to load, the error is chained to the plugin's own
+    exception. When no installed distribution declares it, the hint says to
+    find and install one, and the error is chained to the only plugin that
+    failed to load, if there is one (it may be the provider)."""
     message = f"{what} {name!r} is not available (available: {', '.join(available) or 'none'})"
     cause: BaseException | None = None
-    broken = [f for f in failures.values() if provider and f.distribution == provider]
-    unloaded = [s for s in (skipped or {}).values() if provider and s.distribution == provider]
+    providers = declared_by(provides)
+    broken = [f for f in failures.values() if f.distribution in providers]
+    unloaded = [s for s in (skipped or {}).values() if s.distribution in providers]
     if unloaded:
         off = unloaded[0]
-        hint = f"{provider} is installed but its plugin {off.plugin!r} is {off.reason}: {off.remedy}"
+        hint = f"{off.distribution} is installed but its plugin {off.plugin!r} is {off.reason}: {off.remedy}"
     elif broken:
         cause = broken[0].error
         hint = (
-            f"{provider} is installed but its plugin {broken[0].plugin!r} failed to load: "
+            f"{broken[0].distribution} is installed but its plugin {broken[0].plugin!r} failed to load: "
             f"{type(cause).__name__}: {cause}; run `bridgehost plugins` for the traceback"
         )
-    elif provider:
-        hint = f"it is provided by {provider}, which may not be installed: pip install {provider}"
+    elif providers:
+        hint = (
+            f"{' and '.join(providers)} {'declares' if len(providers) == 1 else 'declare'} {provides!r} "
+            f"({PROVIDES_GROUP} entry point) but no loaded plugin registered it; "
+            "`bridgehost plugins` lists what each plugin registered"
+        )
     else:
-        hint = "the plugin that provides it may not be installed; `bridgehost plugins` lists what loaded"
+        hint = (
+            f"no installed distribution provides it (none declares {provides!r} in the entry-point group "
+            f"{PROVIDES_GROUP!r}): find a plugin that provides it and install it next to bridgehost "
+            "(docs/writing-plugins.md); `bridgehost plugins` lists what is installed"
+        )
         if len(failures) == 1:
             only = next(iter(failures.values()))
             cause = only.error
@@ -246,8 +268,9 @@ class CatalogSpec(Generic[T]):
     ``what`` names one entry in messages (``"recipe"``);
     ``make(name, value, **options) -> T`` turns what a plugin passes to
     ``add()`` into the stored entry, raising ``ValueError`` or ``TypeError``
-    for a bad one; ``providers`` maps names known to come from a
-    distribution to it (for the not-available hint). Decorate the hookspec
+    for a bad one. A distribution that publishes entries declares each
+    as ``<what>.<name>`` in ``bridgehost.provides`` (for the not-available
+    hint, see ``declared_by``). Decorate the hookspec
     with ``hookspec``; the plugin manager then calls every plugin's hookimpl
     at load time, each with a ``PluginCatalog`` recording it, and a plugin
     whose hookimpl raises is a recorded failure that provides nothing::
@@ -263,7 +286,6 @@ class CatalogSpec(Generic[T]):
 
     what: str
     make: Callable[..., T]
-    providers: Mapping[str, str] = field(default_factory=dict)
     hook: str = ""
     """The hook's name; set by ``hookspec``."""
 
@@ -284,12 +306,20 @@ class Catalog(Generic[T]):
     """Named values published by plugins through one hook (``CatalogSpec``),
     by name, each with the plugin that published it."""
 
-    def __init__(self, spec: CatalogSpec[T], failures: Mapping[str, PluginFailure] | None = None):
+    def __init__(
+        self,
+        spec: CatalogSpec[T],
+        failures: Mapping[str, PluginFailure] | None = None,
+        skipped: Mapping[str, SkippedPlugin] | None = None,
+    ):
         self.spec = spec
         self.entries: dict[str, T] = {}
         self.owners: dict[str, str] = {}
         """The plugin that published each name."""
         self.failures: Mapping[str, PluginFailure] = failures if failures is not None else {}
+        """Plugins that failed to load, shared with the plugin manager."""
+        self.skipped: Mapping[str, SkippedPlugin] = skipped if skipped is not None else {}
+        """Installed plugins that were not loaded, shared too."""
 
     def add(self, name: str, value: Any, /, *, plugin: str = "", **options: Any) -> None:
         """Publish ``spec.make(name, value, **options)`` as ``name``. Raises
@@ -319,11 +349,12 @@ class Catalog(Generic[T]):
 
     def get(self, name: str, *, source: str = "", key: str = "") -> T:
         """The entry published as ``name``. Raises ``UnknownKindError`` as
-        ``Registry.get`` does (available names, provider, chained failure)."""
+        ``Registry.get`` does (available names, the distribution that
+        declares ``<what>.<name>``, chained failure)."""
         if name in self.entries:
             return self.entries[name]
-        raise_unknown(self.spec.what, name, self.names(), self.spec.providers.get(name), self.failures,
-                      source=source, key=key)
+        raise_unknown(self.spec.what, name, self.names(), f"{self.spec.what}.{name}", self.failures,
+                      source=source, key=key, skipped=self.skipped)
 
 
 @dataclass(frozen=True)
