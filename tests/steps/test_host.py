@@ -34,7 +34,8 @@ def build(text: str, tmp_path=None) -> Host:
 @pytest.mark.parametrize(
     ("table", "key", "words"),
     [
-        ('kind = "step"\ntarget = "nosuch"', "tasks[0].target", ["no step named 'nosuch'", "delay", "hold"]),
+        ('kind = "step"\ntarget = "nosuch"', "tasks[0].target", ["step 'nosuch' is not available (available: delay, hold)",
+                                                          "no installed distribution provides it"]),
         ('kind = "step"\ntarget = "json:nosuch"', "tasks[0].target", ["AttributeError"]),
         ('kind = "step"\ntarget = "time:time"', "tasks[0].target", ["takes (context) or (data, context)"]),
         ('kind = "step"\ntarget = "delay"\ndata = { seconds = -1 }', "tasks[0].data", [">= 0"]),

@@ -141,14 +141,14 @@ def resolve(ref: str, registry: Catalog[StepDef], base_dir: Path) -> StepDef:
 
     ``ref`` is a name published through ``register_steps`` (``"delay"``), ``"package.module:function"``,
     or ``"file.py:function"`` (a path relative to ``base_dir``, the config's
-    folder). Raises ``LookupError`` (unknown name), ``ImportError`` /
-    ``AttributeError`` / ``FileNotFoundError`` (does not resolve) or
-    ``TypeError`` (not a process).
+    folder). Raises ``bridgehost.errors.UnknownKindError`` for a name no
+    plugin published (the catalog's own error, as for a named analysis:
+    the published names, and the distribution that declares it if its
+    plugin did not load), ``ImportError`` / ``AttributeError`` /
+    ``FileNotFoundError`` (does not resolve) or ``TypeError`` (not a process).
     """
     if ":" not in ref:
-        if ref in registry:
-            return registry.get(ref)
-        raise LookupError(f"no step named {ref!r} (registered: {', '.join(registry.names()) or 'none'})")
+        return registry.get(ref)
     module, _, attr = ref.partition(":")
     if module.endswith(".py"):
         obj: Any = _load_file(base_dir / module)

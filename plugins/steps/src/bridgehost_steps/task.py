@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 
 from bridgehost.config import TaskConfig
-from bridgehost.errors import InvalidField, InvalidRequest
+from bridgehost.errors import InvalidField, InvalidRequest, UnknownKindError
 from bridgehost.registry import Catalog
 from bridgehost_steps.controller import StepsController
 from bridgehost_steps.hookspecs import STEPS
@@ -109,6 +109,8 @@ class StepsTask:
         for i, (key, data_key, ref, data) in enumerate(entries):
             try:
                 step = resolve(ref, registry, base_dir)
+            except UnknownKindError as e:
+                raise InvalidField(key, e.message, e.hint) from e.__cause__
             except Exception as e:
                 raise InvalidField(
                     key, f"cannot use step {ref!r}: {type(e).__name__}: {e}",
