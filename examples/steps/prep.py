@@ -21,7 +21,8 @@ class Phase(msgspec.Struct):
 @step(data=Heat, point=Phase)
 async def heat(data, context):
     """Five phases ramping to data.target_c; pausable; jump between phases
-    with the point {"index": n} (the seed's five-step example)."""
+    with the point {"index": n} (the five-step example of Automancer's
+    docs, "Developing processes", https://github.com/slietar/automancer)."""
     context.pausable = True
     index = context.point.index if context.point else 0
     while index < 5:

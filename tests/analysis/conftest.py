@@ -28,7 +28,7 @@ def store(tmp_path: Path) -> Datastore:
 
 @pytest.fixture
 def run(store: Datastore) -> Run:
-    """A run shaped like the seed's example ctx."""
+    """A run shaped like the example ctx of AutoCore's manual, "Python Analysis Integration"."""
     run = store.run("acme", "traction", "2026-04-20T12-00-00Z")
     run.save(
         project={"customer": "ACME Corp", "operator": "John Doe"},

@@ -23,7 +23,7 @@ def calculate_results(ctx):
 """
 
 
-def test_ctx_has_the_seed_structure(run, script, make_task, analyse) -> None:
+def test_ctx_has_the_manuals_structure(run, script, make_task, analyse) -> None:
     name = script("show_ctx.py", CTX_TYPES)
     out = analyse(make_task(), run.request(name, custom_params={"limit": 400.0}))
     assert out["keys"] == [
@@ -34,7 +34,7 @@ def test_ctx_has_the_seed_structure(run, script, make_task, analyse) -> None:
         "project": "dict", "configuration": "dict", "results": "dict", "cycle_history": "list",
         "raw_data": "dict", "run_id": "str", "custom_params": "dict", "project_id": "str", "definition_id": "str",
     }  # fmt: skip
-    # The seed's example ctx, value for value.
+    # The example ctx of AutoCore's manual, "Python Analysis Integration", value for value.
     assert out["ctx"] == {
         "project": {"customer": "ACME Corp", "operator": "John Doe"},
         "configuration": {"control_load": 500.0, "speed": 10.0},

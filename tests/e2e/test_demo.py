@@ -10,7 +10,7 @@ import numpy as np
 from bridgehost_analysis.traction import generate_run
 
 
-def test_demo_prints_the_seed_script_results(tmp_path):
+def test_demo_prints_the_traction_script_results(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bridgehost.cli", "demo"],
         capture_output=True,

@@ -1,5 +1,5 @@
 """A deployment driven by config: the analysis round trip over ZeroMQ, as the
-AutoCore seed's control program does it."""
+control program of AutoCore's manual, "Python Analysis Integration" does it."""
 
 import math
 import os

@@ -1,5 +1,5 @@
 """`pip install ./host ./plugins/ipc ./plugins/analysis` works without uv:
-declared dependencies, entry points and package data (the seed's script)
+declared dependencies, entry points and package data (AutoCore's traction script)
 are enough for the demo to run from anywhere."""
 
 import os

@@ -21,7 +21,7 @@ def task(name, target, **extra):
 
 
 def test_status_numbers_follow_epics_bridge_task_status():
-    # The TaskStatus mbbi record maps these numbers directly (seed epics-bridge-2.1.0).
+    # The TaskStatus mbbi record maps these numbers directly (epics-bridge 2.1.0, https://pypi.org/project/epics-bridge/).
     assert [(s.name, s.value) for s in Status][:5] == [
         ("SUCCESS", 0), ("TASK_FAIL", 1), ("IO_FAILURE", 2), ("CRASH", 3), ("SKIPPED", 4)
     ]

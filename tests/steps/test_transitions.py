@@ -34,7 +34,8 @@ def test_every_control_in_every_state_is_accepted_or_refused_with_a_reason():
 
 
 def waiter(gate: asyncio.Event, pausable: bool = True):
-    """Pausable; waits for ``gate`` inside context.wait(), pausing as the seed shows."""
+    """Pausable; waits for ``gate`` inside context.wait(), pausing as Automancer's docs show
+    ("Developing processes", https://github.com/slietar/automancer)."""
 
     async def process(context):
         context.pausable = pausable

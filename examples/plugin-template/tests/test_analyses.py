@@ -27,7 +27,7 @@ datastore = "{datastore}"
 analysis = "template.force_check"
 timeout_s = 30
 
-# The seed's general task: requests name a script, or an analysis by name.
+# AutoCore's general task (its manual, "Python Analysis Integration"): requests name a script, or an analysis by name.
 [[tasks]]
 name = "python.run_analysis"
 kind = "analysis"

@@ -1,7 +1,8 @@
-"""Every example and recipe of the seed (``shared/seeds/automancer-processes.txt``)
+"""Every example and recipe of Automancer's docs, "Developing processes"
+(https://github.com/slietar/automancer),
 run against bridgehost-steps.
 
-The seed's code is kept as written except where it cannot run as printed:
+The docs' code is kept as written except where it cannot run as printed:
 ``def process`` holding ``await`` becomes ``async def``; ``am.X`` becomes
 ``bridgehost_steps.X``; typos (``lambda session.connect``, ``smtp.``,
 ``msg``) are fixed; the two jump examples, whose ``index = ...`` inside a
@@ -578,7 +579,7 @@ def test_recipe_make_an_http_request(http_server):
         async def process(context):
             try:
                 return await asyncio.to_thread(lambda: urllib.request.urlopen(context.data, timeout=10).read().decode())
-            except OSError as e:  # urllib's HTTPError/URLError; the seed uses urllib3
+            except OSError as e:  # urllib's HTTPError/URLError; Automancer's recipe uses urllib3
                 raise am.ProcessFailureError from e
 
         h = Harness(process, data=f"{http_server}/status")
