@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from bridgehost.config import TaskConfig
 from bridgehost.errors import InvalidField
 from bridgehost.hookspecs import hookimpl
+from bridgehost.imports import import_object
 from bridgehost.metrics import core_metrics
-from bridgehost.plugins import import_object
 from bridgehost.systemd import SystemdWatchdog, SystemdWatchdogConfig
 
 if TYPE_CHECKING:

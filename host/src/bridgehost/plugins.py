@@ -19,7 +19,6 @@ always loads.
 from __future__ import annotations
 
 import difflib
-import importlib
 import logging
 import os
 import traceback
@@ -34,6 +33,7 @@ import pluggy
 from bridgehost import hookspecs
 from bridgehost.commands import CommandRegistry
 from bridgehost.errors import ConfigError
+from bridgehost.imports import import_object  # noqa: F401 -- re-exported: plugins import it from here
 from bridgehost.registry import CATALOG_ATTRIBUTE, Catalog, CatalogSpec, Kind, PluginFailure, Registry, SkippedPlugin
 
 T = TypeVar("T")
@@ -308,22 +308,3 @@ def _version(dist: str) -> str | None:
         return version(dist)
     except PackageNotFoundError:
         return None
-
-
-def import_object(target: str) -> Any:
-    """Resolve ``"package.module:attr.sub"`` to the object it names.
-
-    Raises ``ValueError`` for a malformed target and ``ImportError`` /
-    ``AttributeError`` (with the target in the message) when it does not resolve.
-    """
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"{target!r} is not of the form 'package.module:function'")
-    module = importlib.import_module(module_name)
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AttributeError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj

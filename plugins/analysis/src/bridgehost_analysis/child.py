@@ -23,16 +23,14 @@ import resource
 import signal
 import socket
 import sys
-import tempfile
 import traceback
 import types
-import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import msgspec
 
-from bridgehost.plugins import import_object
+from bridgehost.imports import import_object
 from bridgehost.text import cut_middle
 from bridgehost_analysis.datastore import Datastore, DatastoreError
 from bridgehost_analysis.jsonvalue import NotJSONError, TooLarge, to_json_value
@@ -98,7 +96,10 @@ def _prepare(confinement: Confinement, scratch_root: str) -> str:
         scratch = os.path.join(scratch_root, str(os.getpid()))
         os.mkdir(scratch, 0o700)
         os.environ["TMPDIR"] = scratch
-        tempfile.tempdir = scratch
+        # tempfile reads TMPDIR when first asked; if something imported it
+        # and asked already, it has the zygote's answer cached.
+        if (tempfile := sys.modules.get("tempfile")) is not None:
+            tempfile.tempdir = scratch
     try:
         confinement.prepare(scratch)
     except OSError as e:
@@ -159,7 +160,7 @@ def _warm() -> None:
     the same state in every child."""
     spec = msgspec.json.decode(_WARM_SPEC, type=ChildSpec)
     Datastore(spec.root).run(spec.project_id, spec.definition_id, spec.run_id).path.is_dir()
-    name = f"bridgehost_warm_{uuid.uuid4().hex[:12]}"
+    name = f"bridgehost_warm_{os.urandom(6).hex()}"
     module_spec = importlib.util.spec_from_file_location(name, spec.script_path)
     assert module_spec is not None  # a path ending in .py always has one
     module = importlib.util.module_from_spec(module_spec)
@@ -246,7 +247,7 @@ def _analyse(spec: ChildSpec) -> Reply:
     else:
         sys.path.insert(0, os.path.dirname(spec.script_path))  # the script's sibling modules are importable
         stem = "".join(c if c.isalnum() else "_" for c in os.path.basename(spec.script_path)[:-3])
-        name = f"bridgehost_script_{stem}_{uuid.uuid4().hex[:12]}"
+        name = f"bridgehost_script_{stem}_{os.urandom(6).hex()}"
         module_spec = importlib.util.spec_from_file_location(name, spec.script_path)
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)
