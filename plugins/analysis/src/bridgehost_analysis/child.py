@@ -98,8 +98,8 @@ def _prepare(confinement: Confinement, scratch_root: str) -> str:
         os.environ["TMPDIR"] = scratch
         # tempfile reads TMPDIR when first asked; if something imported it
         # and asked already, it has the zygote's answer cached.
-        if (tempfile := sys.modules.get("tempfile")) is not None:
-            tempfile.tempdir = scratch
+        if "tempfile" in sys.modules:
+            setattr(sys.modules["tempfile"], "tempdir", scratch)  # noqa: B010 -- a module typeshed does not know is there
     try:
         confinement.prepare(scratch)
     except OSError as e:
