@@ -123,7 +123,7 @@ class TriggerConfig(ComponentConfig):
 class TaskConfig(ComponentConfig):
     """Base of a ``[[tasks]]`` table: what every task has.
 
-    ``name`` is what requests ask for (for ZeroMQ, the topic, e.g.
+    ``name`` is what requests ask for (e.g.
     ``python.run_analysis``). ``timeout_s`` is the wall-clock limit of one run in
     seconds (default 60, at most ``MAX_TIMEOUT_S``; ``None``, which only Python
     code can pass since TOML has no null, means no limit, unless the task's kind

@@ -34,7 +34,7 @@ hookimpl = pluggy.HookimplMarker("bridgehost")
 @hookspec
 def register_transports(registry: PluginRegistry) -> None:
     """Register transport kinds: what carries messages between the host and
-    the outside (a ZeroMQ ROUTER socket, a PV Access server).
+    the outside (a message socket, a PV server): each plugin's docs name its own.
 
     Call ``registry.add(name, factory, config=ConfigStruct)``; ``factory(config,
     host)`` returns an object with optional ``async start()`` and ``async stop()``.
@@ -47,8 +47,8 @@ def register_transports(registry: PluginRegistry) -> None:
 
 @hookspec
 def register_triggers(registry: PluginRegistry) -> None:
-    """Register trigger kinds: sources of job requests (a ZeroMQ request, a
-    Trigger PV, a timer).
+    """Register trigger kinds: sources of job requests (a message on a
+    socket, a PV written, a timer).
 
     Same contract as ``register_transports``; ``ConfigStruct`` subclasses
     ``bridgehost.config.TriggerConfig``. A trigger hands work to the host with
@@ -125,9 +125,8 @@ def register_metrics(metrics: Metrics, host: Host) -> None:
     """Declare what an observer may read of this plugin's state on ``host``
     (``bridgehost.metrics``, docs/observability.md).
 
-    Called once per host by the observer that wants them (the
-    ``prometheus`` transport of bridgehost-prometheus, when it starts), so a
-    plugin never imports it. Call ``metrics.gauge(name, help, labels=(...),
+    Called once per host by the observer that wants them (a transport that
+    serves metrics, when it starts), so a plugin never imports it. Call ``metrics.gauge(name, help, labels=(...),
     collect=fn)`` or ``metrics.counter(...)``; ``fn()`` returns
     ``(label_values, value)`` pairs and runs on the host's loop at each
     reading. Raises nothing to the host: an error is logged.

@@ -407,7 +407,7 @@ class Host:
 
     def note_refusal(self, cause: RefusalCause) -> None:
         """Count a request a transport answered itself without passing it to
-        the host (bridgehost-ipc's ``max_in_flight``), so ``status()`` and the
+        the host (a cap on its requests in flight), so ``status()`` and the
         metrics show every refusal. Call on the host's loop."""
         self.refused[cause] += 1
 

@@ -2,7 +2,7 @@
 https://packaging.python.org/en/latest/specifications/entry-points/).
 
 A module of its own, importing nothing of the host, so that an analysis
-child (``bridgehost_analysis.child``) can resolve a registered analysis
+child process can resolve a registered analysis
 without the plugin manager in its zygote's memory: every module a zygote
 holds is copied into the page tables of every fork.
 """

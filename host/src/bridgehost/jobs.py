@@ -80,10 +80,10 @@ class ReplyLimit(msgspec.Struct, frozen=True):
 class Request(msgspec.Struct, frozen=True, kw_only=True):
     """A request for work, as a trigger hands it to the host.
 
-    ``task`` is the configured task name (for ZeroMQ, the message topic).
-    ``params`` is the task's input (for ZeroMQ, the message ``data``).
+    ``task`` is the configured task name (what the trigger's message names).
+    ``params`` is the task's input (the message's data).
     ``source`` names the trigger (its kind, with a detail such as a PV prefix); ``ref`` is the
-    source's own id for the request (the ZeroMQ transaction id), carried into
+    source's own id for the request (a transaction id), carried into
     every log line of the job so both ends can be matched. ``reply_limit``:
     how large a result the trigger's reply can carry (``None``: unbounded).
     """

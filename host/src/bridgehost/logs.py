@@ -17,7 +17,7 @@ through a ``RateLimitedLog``: at most ``burst`` lines per ``interval_s`` per
 cause, and the next line logged says how many were left out.
 
 Every line logged while a job runs carries its task, job id and ref (the
-source's id: the ZeroMQ transaction id): those of ``job.log`` directly, and
+source's id, e.g. a transaction id): those of ``job.log`` directly, and
 any other logger's through ``current_job``, a context variable the host sets
 in the job's asyncio task (and that ``asyncio.to_thread`` carries into
 worker threads).

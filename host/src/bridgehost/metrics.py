@@ -1,5 +1,5 @@
-"""The metrics API: how a plugin tells an observer (a Prometheus endpoint,
-``bridgehost-prometheus``) what it can measure, without importing it.
+"""The metrics API: how a plugin tells an observer (a Prometheus
+endpoint) what it can measure, without importing it.
 
 A plugin implements the ``register_metrics`` hook and declares each metric
 with a callback that reads its current values::
@@ -8,10 +8,10 @@ with a callback that reads its current values::
     def register_metrics(metrics, host):
         pool = host.plugin_state(PoolState)
         metrics.gauge(
-            "bridgehost_analysis_waiting_children",
-            "Forked children waiting for a run.",
+            "acme_pool_idle_workers",
+            "Workers waiting for a job.",
             labels=("task",),
-            collect=lambda: [((name, ), len(p.waiting)) for name, p in pool.items()],
+            collect=lambda: [((name, ), len(p.idle)) for name, p in pool.items()],
         )
 
 ``collect()`` returns (or yields) ``(label_values, value)`` pairs, one per

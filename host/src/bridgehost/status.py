@@ -1,6 +1,6 @@
 """What a host is doing now, as plain values: ``Host.status()`` builds a
-``HostStatus``; the ``host.status`` request of bridgehost-ipc sends it as
-JSON, ``bridgehost status`` and ``bridgehost top`` show it.
+``HostStatus``; a transport's status request sends it as JSON, and the
+commands that plugins add show it.
 
 Every collection here is bounded: one entry per configured task and
 component, the running jobs (at most the sum of the tasks' ``concurrency``),
@@ -25,7 +25,7 @@ class RefusalCause(enum.StrEnum):
     QUEUE_FULL = "queue_full"
     """The task's queue was full (BUSY)."""
     IN_FLIGHT_LIMIT = "in_flight_limit"
-    """A transport had its maximum of requests in flight (BUSY; bridgehost-ipc's ``max_in_flight``)."""
+    """A transport had its maximum of requests in flight (BUSY: the transport's cap on requests in flight)."""
     STOPPING = "stopping"
     """The host was not running: starting or stopping (REJECTED)."""
     UNKNOWN_TASK = "unknown_task"

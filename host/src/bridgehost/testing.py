@@ -15,10 +15,9 @@ test's folder; the file is written to ``tmp_path / "host.toml"``, so relative
 paths resolve against ``tmp_path``. Other braces are left alone (TOML inline
 tables stay valid).
 
-Fixtures of a plugin's own kinds come with its distribution, as datasette
-ships ``datasette/_pytest_plugin.py``: ``bridgehost_datastore`` and
-``bridgehost_run`` with bridgehost-analysis, ``bridgehost_client`` with
-bridgehost-ipc. Reference: ``docs/writing-plugins.md``.
+Fixtures of a plugin's own kinds come with its distribution (its ``pytest11``
+entry point), as datasette ships ``datasette/_pytest_plugin.py``.
+Reference: ``docs/writing-plugins.md``.
 """
 
 from __future__ import annotations
