@@ -75,8 +75,9 @@ def main(channel: socket.socket, output_fd: int, limits: Limits, zygote_pid: int
         if np_random is not None:
             np_random.seed()
         refused = _prepare(confinement, limits.scratch_root)
-        with contextlib.suppress(Exception):  # only a head start: e.g. a tiny memory_limit_mb
-            _warm()
+        if limits.warm:
+            with contextlib.suppress(Exception):  # only a head start: e.g. a tiny memory_limit_mb
+                _warm()
         raw = _receive(channel)
         if raw:
             set_name(RUNNING_NAME)

@@ -139,6 +139,11 @@ class Limits(msgspec.Struct, kw_only=True):
     """Absolute folders every run may read besides its own (``sandbox_read``)."""
     sandbox_write: list[str] = []
     """Absolute folders every run may write besides its scratch folder."""
+    warm: bool = True
+    """Whether a waiting child rehearses a run (``child._warm``): the first
+    run of a fork then waits on fewer page copies (lower latency online),
+    for CPU spent whether or not a run comes. A batch, where every child
+    runs at once and only throughput counts, turns it off."""
     scratch_root: str = ""
     """The folder (made by the host for this zygote) in which each child
     makes its scratch folder, named by its pid; the host removes it after

@@ -214,10 +214,11 @@ class AnalysisTask:
     A relative ``datastore`` is resolved by ``host.path`` (against the
     config file's folder). Registered analyses come from ``host.plugins``. Raises
     ``InvalidField`` for a configured ``analysis`` nobody registered or a
-    configured ``script`` that is not in ``scripts/``.
+    configured ``script`` that is not in ``scripts/``. ``warm_children``:
+    see ``Limits.warm`` (``bridgehost reanalyze`` turns it off).
     """
 
-    def __init__(self, config: AnalysisTaskConfig, host: Host):
+    def __init__(self, config: AnalysisTaskConfig, host: Host, *, warm_children: bool = True):
         self.config = config
         self.store = Datastore(host.path(config.datastore))
         self._settings = msgspec.structs.asdict(config)
@@ -239,6 +240,7 @@ class AnalysisTask:
             network=config.network,
             sandbox_read=[str(host.path(p).resolve()) for p in config.sandbox_read],
             sandbox_write=[str(host.path(p).resolve()) for p in config.sandbox_write],
+            warm=warm_children,
         )
         self.runner: Runner = self._runner(config, limits)
         self.analyses: Catalog[NamedAnalysis] = host.plugins.catalog(ANALYSES)

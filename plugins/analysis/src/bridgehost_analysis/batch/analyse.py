@@ -109,7 +109,8 @@ class Analyser:
     def __init__(self, plan: Plan, plugins: Any, *, zygotes: int = 1):
         self.plan = plan
         host = cast("Host", _Host(plugins if plugins is not None else _NoPlugins()))
-        self.tasks = [AnalysisTask(plan.task, host) for _ in range(max(1, zygotes))]
+        # No warm-up in waiting children (``Limits.warm``): a batch takes them at once.
+        self.tasks = [AnalysisTask(plan.task, host, warm_children=False) for _ in range(max(1, zygotes))]
         self.results = str(self.tasks[0].store.results_dir)
         self.record_name = record_name(plan.provenance)
 
