@@ -28,6 +28,8 @@ prints one JSON line:
 - ``client_rss_mb``: peak RSS of the command driving the tiny batch;
 - ``resume_s``: the same tiny-run command again, everything already done
   (wall time of the command, its start included);
+- ``bench_wall_s``: the whole benchmark, data generation included;
+  ``phases_s``: its parts;
 - ``loadavg``: other work on the machine skews every rate.
 
     uv run python bench/reanalyze.py [--runs 2000] [--tiny 20000]
@@ -170,25 +172,43 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=45_200)
     parser.add_argument("--tiny", type=int, default=20_000)
-    parser.add_argument("--naive", type=int, default=100)
+    parser.add_argument("--naive", type=int, default=50, help="runs in the naive sample (one interpreter each)")
     parser.add_argument("--inprocess", type=int, default=500)
     parser.add_argument("--empty-tasks", type=int, default=2000, help="no-op Dask tasks timed on the LocalCluster")
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args()
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+    last = started
+
+    def phase(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        phases[name] = round(now - last, 1)
+        last = now
+
     with tempfile.TemporaryDirectory(prefix="bridgehost-bench-") as tmp:
         store = make_traction(Path(tmp) / "traction", args.runs, args.samples)
         sample = [store.run("acme-traction", "translational-traction", f"run-{i:05d}") for i in range(args.runs)]
+        phase("generate_traction")
         _, summary = command(str(store.root), "--script", SCRIPT)
         local = rate(summary)
+        phase("local")
         naive_rate = naive(store, sample[: args.naive], SCRIPT)
+        phase("naive")
         inprocess_rate = inprocess(store, sample[: args.inprocess], SCRIPT)
+        phase("inprocess")
         dask, cluster_s, tasks_per_s = (None, None, None) if args.no_dask else dask_rate(store, args.empty_tasks)
+        phase("dask")
         shutil.rmtree(store.root)
 
         tiny = make_tiny(Path(tmp) / "tiny", args.tiny)
+        phase("generate_tiny")
         first, summary = command(str(tiny.root), "--script", "trivial.py")
         trivial = rate(summary)
+        phase("trivial")
         again, _ = command(str(tiny.root), "--script", "trivial.py")
+        phase("resume")
     print(
         json.dumps(
             {
@@ -207,6 +227,8 @@ def main() -> int:
                 "cpu_ms_per_run_trivial": round(first["cpu_s"] / args.tiny * 1000, 2),
                 "client_rss_mb": round(first["rss_mb"], 1),
                 "resume_s": round(again["wall_s"], 2),
+                "bench_wall_s": round(time.perf_counter() - started, 1),
+                "phases_s": phases,
                 "cpus": os.cpu_count(),
                 "loadavg": [round(x, 2) for x in os.getloadavg()],
             }

@@ -6,6 +6,7 @@ has its runs run again elsewhere, each counted once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +136,23 @@ def test_a_scheduler_that_does_not_answer_is_named(tmp_path: Path) -> None:
     assert not list(store.results_dir.glob(f"*/*/*/{RECORDS_DIR}/*.json"))
 
 
+def test_a_listener_that_never_speaks_dask_is_named_and_exits_2(tmp_path: Path) -> None:
+    """A port that accepts the TCP connection and then says nothing (a
+    firewall's tarpit, a service that is not Dask): the command gives up
+    after its connect timeout with the address in the message, instead of
+    waiting forever for the Dask handshake."""
+    store = make_store(tmp_path / "ds", 1, COUNT)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes into the backlog; nobody accepts or answers
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        done = cli(str(store.root), "--script", "s.py", "--scheduler", address, timeout=90)
+    assert done.returncode == 2, done.stderr
+    assert f"the Dask scheduler at {address} did not answer within 10 s" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(store.results_dir.glob(f"*/*/*/{RECORDS_DIR}/*.json"))
+
+
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) to hide the datastore from a worker")
 def test_a_worker_that_cannot_see_the_datastore_fails_the_batch_naming_it(cluster: dict, tmp_path: Path) -> None:
     store = make_store(tmp_path / "ds", 2, COUNT)
@@ -169,6 +188,47 @@ def test_the_analysis_task_runs_online_requests_on_dask(cluster: dict, tmp_path:
         analyse(task, {"script": "s.py", "run_id": "r03", **ids})
     with pytest.raises(InvalidField, match="scheduler"):
         make_task(runner="dask")
+
+
+def test_an_online_run_on_dask_past_its_timeout_is_killed_on_the_worker(cluster: dict, tmp_path: Path, make_task, analyse) -> None:
+    """A hung script on a worker: the request ends in the host's timeout,
+    and the worker kills the run's process by the task's deadline (Dask
+    does not interrupt a running task: the worker's own deadline does), so
+    no process of the run is left running there."""
+    store = make_store(tmp_path / "datastore", 1, COUNT)
+    (store.scripts_dir / "hang.py").write_text("import time\ndef calculate_results(ctx):\n    time.sleep(600)\n")
+    task = make_task(runner="dask", scheduler=cluster["address"], timeout_s=2)
+    ids = {"project_id": "acme", "definition_id": "traction", "run_id": "r00"}
+    assert analyse(task, {"script": "s.py", **ids}) == {"n": 1, "pid_differs": True}  # the workers' zygotes are up
+
+    def running_on_workers() -> list[psutil.Process]:
+        found = []
+        for worker in cluster["workers"]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found += [p for p in psutil.Process(worker.pid).children(recursive=True) if p.name() == "bh-analysis"]
+        return found
+
+    seen: list[int] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            seen.extend(p.pid for p in running_on_workers())
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(TimeoutError):
+            analyse(task, {"script": "hang.py", **ids}, timeout=2)
+    finally:
+        watching.set()
+        watcher.join()
+    assert seen, "the hung run was never seen running on a worker"
+    deadline = time.monotonic() + 30  # a no-hang bound; the worker's deadline is timeout_s + 1 s
+    while running_on_workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running_on_workers() == []
 
 
 def test_a_worker_killed_mid_batch_has_its_runs_run_elsewhere_counted_once(cluster: dict, tmp_path: Path) -> None:
