@@ -51,6 +51,23 @@ def test_each_run_starts_from_the_clean_zygote(run, script, make_task, analyse) 
     assert first["np"] != second["np"] and first["random"] != second["random"]
 
 
+def test_a_run_starts_without_the_hosts_machinery(run, script, make_task, analyse) -> None:
+    """The zygote holds the runtime and its preload, not the host's plugin
+    manager, entry-point reader, logging or threading: every module it holds
+    is copied into the page tables of every fork, and threading's at-fork
+    hook alone wrote some 150 pages in each child (``docs/performance.md``)."""
+    name = script(
+        "modules.py",
+        """
+        import sys
+        HOST = ("threading", "logging", "pluggy", "importlib.metadata", "asyncio", "bridgehost.plugins", "bridgehost.hookspecs")
+        def calculate_results(ctx):
+            return {"held": [m for m in HOST if m in sys.modules], "numpy": "numpy" in sys.modules}
+        """,
+    )
+    assert analyse(make_task(), run.request(name)) == {"held": [], "numpy": True}
+
+
 def test_limits_are_set_in_each_run(run, script, make_task, analyse) -> None:
     name = script(
         "limits.py",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -53,7 +52,6 @@ RESULTS_FILE = "results.json"
 CYCLES_FILE = "cycle_history.jsonl"
 TRACES_DIR = "traces"
 _LOCK_FILE = ".lock"
-log = logging.getLogger(__name__)
 
 
 class DatastoreError(Exception):
@@ -409,7 +407,11 @@ class Run:
         a writer killed mid-write (SIGKILL, power loss), removed here."""
         removed = remove_temps(self.path, RESULTS_FILE)
         if removed:
-            log.info("run %s: removed %d temporary file(s) a killed writer left: %s", self.path, len(removed), ", ".join(removed))
+            # Imported here: analysis children import this module, and logging
+            # brings threading, whose at-fork hook copies ~150 pages in every fork.
+            import logging
+
+            logging.getLogger(__name__).info("run %s: removed %d temporary file(s) a killed writer left: %s", self.path, len(removed), ", ".join(removed))
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
