@@ -38,6 +38,7 @@ prints one JSON line:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib.util
 import json
 import logging
@@ -117,11 +118,17 @@ def make_tiny(root: Path, count: int) -> Datastore:
     store = Datastore(root)
     store.scripts_dir.mkdir(parents=True)
     (store.scripts_dir / "trivial.py").write_text(TRIVIAL)
-    for i in range(count):
-        folder = store.run("tiny", f"def-{i // 1000:02d}", f"run-{i:05d}").path
-        folder.mkdir(parents=True)
-        (folder / "project.json").write_text('{"customer": "bench"}')
-        (folder / "cycle_history.jsonl").write_text('{"cycle_index": 1}\n')
+
+    def make(i: int) -> None:
+        folder = str(store.run("tiny", f"def-{i // 1000:02d}", f"run-{i:05d}").path)
+        os.makedirs(folder)
+        for name, content in (("project.json", b'{"customer": "bench"}'), ("cycle_history.jsonl", b'{"cycle_index": 1}\n')):
+            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, content)
+            os.close(fd)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # file creation waits on the file system, not the CPU
+        list(pool.map(make, range(count)))
     return store
 
 
@@ -174,7 +181,7 @@ def main() -> int:
     parser.add_argument("--tiny", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=50, help="runs in the naive sample (one interpreter each)")
     parser.add_argument("--inprocess", type=int, default=500)
-    parser.add_argument("--empty-tasks", type=int, default=2000, help="no-op Dask tasks timed on the LocalCluster")
+    parser.add_argument("--empty-tasks", type=int, default=500, help="no-op Dask tasks timed on the LocalCluster")
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
