@@ -136,6 +136,24 @@ def test_a_missing_pv_is_io_failure(ioc, start_host):
     assert f"get {P}NoSuchPV: no answer within 0.5 s" in host.output()
 
 
+def test_the_trigger_is_armed_when_the_host_reports_ready(ioc, start_host):
+    """Issue 13 item 19: the monitor of TriggerCount has its first value,
+    and the start-up rules (on_startup) are applied, before the host
+    reports ready (the log line, systemd's READY=1). Before, the host
+    reported ready first: a put right after ready waited for the monitor's
+    connection, and was taken for a Trigger left at 1 before start-up
+    (with on_startup = "clear", cleared without running)."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "trivial", trigger='on_startup = "clear"'), i.client_env, wait_for="running: tasks")
+    before_ready = host.output().split("running: tasks")[0]
+    assert f"monitoring {P}TriggerCount" in before_ready
+    with i.client() as c:
+        c.put(P + "Trigger", 1)
+    wait_runs(host, 1)
+    assert "already 1 when bridgehost connected" not in host.output()
+
+
 @pytest.mark.parametrize("policy, runs_expected", [("run", 1), ("clear", 0)])
 def test_a_trigger_set_before_start_up(ioc, start_host, policy, runs_expected):
     i = ioc()

@@ -42,6 +42,10 @@ class CountedPuts:
     break, the same IOC), the puts made meanwhile are events; if it restarted
     (a new IOC, or the first connection), a Trigger that is 1 is one event
     with ``at_connect`` True, for the owner's start-up policy.
+
+    ``armed`` is set once the first value has come and these rules have been
+    applied: from then on a put of 1 is an event like any other. Before,
+    a put could be taken for a Trigger left at 1 before the connection.
     """
 
     def __init__(self, ctxt: Context, trigger_pv: str, count_pv: str | None, on_events: OnEvents,
@@ -55,6 +59,7 @@ class CountedPuts:
         self._last: float | None = None  # the counter (or Trigger stamp) at the last update
         self._fresh = True
         self._subscription: Any = None
+        self.armed = asyncio.Event()
 
     def start(self) -> None:
         pv = self.count_pv or self.trigger_pv
@@ -82,6 +87,7 @@ class CountedPuts:
             if self.on_connect is not None:
                 self.on_connect()
             await self._connected(value)
+            self.armed.set()
             return
         if self.count_pv is None:
             if int(value) == 1:

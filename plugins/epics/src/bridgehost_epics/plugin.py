@@ -6,11 +6,13 @@ Each hook imports its component, so loading the plugin (``bridgehost
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from bridgehost import hookimpl
 
 if TYPE_CHECKING:
+    from bridgehost.host import Host
     from bridgehost.registry import Registry
 
 
@@ -54,3 +56,13 @@ def register_metrics(metrics, host) -> None:
     from bridgehost_epics.metrics import declare  # imports p4p: only for a host being observed
 
     declare(metrics, host)
+
+
+@hookimpl
+def host_started(host: Host) -> None:
+    trigger = sys.modules.get("bridgehost_epics.trigger")
+    if trigger is None:  # no epics trigger was built, and p4p stays unimported
+        return
+    for component in host.components:  # a Trigger left at 1 before start-up waits for this
+        if isinstance(component.impl, trigger.EpicsTrigger):
+            component.impl.host_started()

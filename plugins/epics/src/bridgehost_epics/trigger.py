@@ -31,6 +31,7 @@ import msgspec
 
 from bridgehost.config import TriggerConfig
 from bridgehost.errors import InvalidField
+from bridgehost.host import HostState
 from bridgehost.jobs import Outcome, Request, Status
 from bridgehost_epics import steps as step_control
 from bridgehost_epics import transport as pva
@@ -118,14 +119,17 @@ class EpicsTrigger:
         self._connections = 0
         self._reconnect: asyncio.Future[None] | None = None
         self._connecting: list[asyncio.Future[Any]] = []  # optional PVs still connecting after the grace
+        self._held = 0  # puts to serve once the host runs (host_started)
 
     async def start(self) -> None:
         """Connect the channels the handshake writes (and the one the trigger
         monitors) and find how TaskStatus takes a status, then arm the
-        trigger: the first put after the host reports ready does not wait for
-        channel searches. An IOC that does not answer within ``put_timeout_s``
-        is logged and the host starts anyway; all this is done again when it
-        answers (as after a restart of the IOC)."""
+        trigger: its monitor has its first value and the start-up rules
+        (``on_startup``) are applied before the host reports ready, so the
+        first put after ready waits for no channel search and is served as a
+        put. An IOC that does not answer within ``put_timeout_s`` is logged
+        and the host starts anyway; all this is done again when it answers
+        (as after a restart of the IOC)."""
         ctxt = pva.async_context(pva.find(self.host, self.config))
         self._ctxt = ctxt
         self._writer = PutQueue(ctxt, self.config.put_timeout_s)
@@ -137,6 +141,8 @@ class EpicsTrigger:
         self._answered = await self._connect()
         self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect)
         self._events.start()
+        if self._answered:
+            await self._arm()
         if self._log_pvs is not None:
             self._log_pvs.start()
         if self.steps is not None:
@@ -175,6 +181,29 @@ class EpicsTrigger:
         if self._log_pvs is not None:
             await self._log_pvs.learn({pv: future.result()[pv] for pv, future in extra.items() if future.done()})
         return True
+
+    async def _arm(self) -> None:
+        """Wait (up to ``put_timeout_s``) for the monitor's first value and its
+        start-up rules. Without this the host reported ready first: a put
+        right after ready then waited for the monitor's connection, and was
+        taken for a Trigger left at 1 before start-up (cleared unrun with
+        ``on_startup = "clear"``). A run a Trigger left at 1 asks for is held
+        until the host runs (``host_started``): it cannot take requests yet."""
+        assert self._events is not None
+        try:
+            async with asyncio.timeout(self.config.put_timeout_s):
+                await self._events.armed.wait()
+        except TimeoutError:
+            log.warning("%s: no value from the monitor of %s within put_timeout_s (%s s): starting anyway; "
+                        "the trigger serves puts once it has one", self.pvs.trigger,
+                        self._events.count_pv or self.pvs.trigger, self.config.put_timeout_s)
+
+    def host_started(self) -> None:
+        """The host takes requests: run what a Trigger left at 1 asked for
+        while it started (the plugin's ``host_started`` hook calls this)."""
+        held, self._held = self._held, 0
+        for _ in range(held):
+            self._accept()
 
     def _set_status_pv(self, dtyp: Any) -> None:
         """Write TaskStatus's RVAL for a Raw Soft Channel mbbi (bridgehost.db),
@@ -242,6 +271,9 @@ class EpicsTrigger:
             return
         if at_connect:
             log.info("%s was already 1 when bridgehost connected: running it (on_startup = \"run\")", self.pvs.trigger)
+        if self.host.state is HostState.NEW:  # still starting (_arm): host_started() runs them
+            self._held += n
+            return
         for _ in range(n):
             self._accept()
 
