@@ -3,7 +3,16 @@ SilencedLoggers obeyed through monitors."""
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
+from bridgehost_epics.softioc import SoftIoc
 from epics_support import Watch, deployment
+
+HANDSHAKE_BOUND_S = 0.5
+"""No-hang bound of one handshake (a few ms on a soft IOC) in the test of
+log PVs the database lacks, whose writes each take put_timeout_s (1 s) to
+fail: a handshake queued behind one of them takes most of that second."""
 
 
 def text(value) -> str:
@@ -53,3 +62,28 @@ def test_log_level_and_silenced_loggers_take_effect(ioc, start_host):
     assert out.count("line 0 from the task") == 1  # run 1 only: run 2 silenced, run 3 below ERROR
     assert out.count("debug from the task") == 1
     assert "ref=3" not in out  # even the host's own INFO lines are below ERROR now
+
+
+def test_log_pvs_the_database_lacks_do_not_hold_up_the_handshake(tmp_path, start_host):
+    """With log_pvs on and a database without the log PVs, each write of
+    log lines waits put_timeout_s for an answer. The log PVs write through
+    a queue of their own: the handshake's writes never wait behind them
+    (they shared one, and each Busy=0 came 4-9 s late with put_timeout_s 5)."""
+    i = SoftIoc(f"NL{uuid.uuid4().hex[:8].upper()}:", [Path(__file__).parent / "no_log_pvs.db"], tmp_path / "ioc.log")
+    P = i.prefix
+    i.start()
+    try:
+        host = start_host(deployment(P, "trivial", trigger="put_timeout_s = 1"), i.client_env)
+        # WarningLog's first write failed (no answer within 1 s); that line is itself a warning,
+        # which WarningLog's next write carries: it is on its way now, and will take 1 s to fail
+        host.wait_output(f"put {P}WarningLog = ")
+        with i.client() as c:
+            watch = Watch(c, [P + "Busy"])
+            watch.wait(lambda ev: len(ev) >= 1)
+            for _ in range(3):
+                start = len(watch.events)
+                c.put(P + "Trigger", 1)
+                watch.wait(lambda ev, start=start: [int(v) for _, v, _ in ev[start:]][-2:] == [1, 0],
+                           timeout=HANDSHAKE_BOUND_S)
+    finally:
+        i.kill()

@@ -71,7 +71,10 @@ class LogPVs(logging.Handler):
     """A logging handler on the root logger that publishes to the log PVs.
 
     ``emit`` (any thread) only appends to a bounded deque and wakes the
-    publisher task on the loop; the publisher writes through ``writer``.
+    publisher task on the loop; the publisher writes through ``writer``, a
+    queue of the log PVs' own: a log PV that does not answer (a database
+    without them) holds up each of its writes for the put timeout, and a
+    handshake's writes must never wait behind those.
     """
 
     def __init__(self, ctxt: Context, writer: PutQueue, pvs: StandardPVs, lines: int, rate_hz: float):
@@ -154,6 +157,7 @@ class LogPVs(logging.Handler):
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
                 texts = {level: list(self.recent[level]) for level in dirty}
+            writes = []
             for level, lines in texts.items():
                 pv = self.pvs.log_pv(level)
                 if pv not in self._forms and pv not in self._tried:  # once; the trigger asks again on reconnection
@@ -161,7 +165,9 @@ class LogPVs(logging.Handler):
                     await self.learn(await self.writer.connect([pv]))
                 form, nelm = self._forms.get(pv, (_Form.CHAR, 0))  # not answering: the put says why
                 if form is not _Form.OTHER:
-                    self.writer.put(pv, _encode(lines, form, nelm), optional=True)
+                    writes.append(self.writer.put(pv, _encode(lines, form, nelm), optional=True))
+            # one round at a time: writes to PVs that do not answer (each put_timeout_s) never pile up
+            await asyncio.gather(*writes)
             await asyncio.sleep(self.period_s)  # the rate limit: later lines wait and merge
 
     async def _form_of(self, pv: str, value: Any) -> tuple[_Form, int]:

@@ -136,8 +136,9 @@ class EpicsTrigger:
         count_pv = self.pvs.trigger_count if self.config.trigger_count else None
         if count_pv is None:
             log.warning("%s: trigger_count = false: puts of 1 while Trigger is still 1 are not seen", self.pvs.trigger)
-        if self.config.log_pvs:
-            self._log_pvs = LogPVs(ctxt, self._writer, self.pvs, self.config.log_lines, self.config.log_rate_hz)
+        if self.config.log_pvs:  # a queue of their own: a handshake's writes never wait behind theirs
+            self._log_pvs = LogPVs(ctxt, PutQueue(ctxt, self.config.put_timeout_s), self.pvs, self.config.log_lines,
+                                   self.config.log_rate_hz)
         self._answered = await self._connect()
         self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect)
         self._events.start()
@@ -236,6 +237,8 @@ class EpicsTrigger:
                 await self._idle.wait()
                 if self._writer is not None:
                     await self._writer.drain()
+                if self._log_pvs is not None:  # the last lines, after the handshake's writes
+                    await self._log_pvs.writer.drain()
         except TimeoutError:
             log.warning("%s: PV writes not done %.0f s after the last job ended; stopping anyway",
                         self.pvs.trigger, STOP_DRAIN_S)
@@ -319,3 +322,5 @@ class EpicsTrigger:
         """Wait until every PV write asked so far is done (tests, benchmarks)."""
         if self._writer is not None:
             await self._writer.drain()
+        if self._log_pvs is not None:
+            await self._log_pvs.writer.drain()
