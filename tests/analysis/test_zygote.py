@@ -109,15 +109,33 @@ def test_traces_as_memory_maps_and_per_request(run, script, make_task, analyse) 
     assert analyse(task, {**per_request, "raw_data": "arrays"})["type"] == "ndarray"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
-def test_a_lost_zygote_fails_the_run_and_is_replaced(run, script, make_task, sig) -> None:
-    """A zygote killed, or stopped from outside (the host sees its state in
-    /proc within WATCH_S and kills it with its processes): the run in
+SPIN_ON_USR1 = """
+import signal
+
+def _spin(signum, frame):
+    while True:  # running, never answering: a hung zygote, not a stopped one
+        pass
+
+signal.signal(signal.SIGUSR1, _spin)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP, signal.SIGUSR1], ids=["killed", "stopped", "hung"])
+def test_a_lost_zygote_fails_the_run_and_is_replaced(run, script, make_task, sig, tmp_path, monkeypatch) -> None:
+    """A zygote killed, stopped from outside (the host sees its state in
+    /proc within WATCH_S and kills it with its processes), or hung while
+    running (a preload module's signal handler that spins: the zygote stops
+    answering the host's pings, and is killed after ANSWER_S): the run in
     progress ends CRASH saying so, not TIMEOUT, and the next one runs on a
-    new zygote; the stopped one and its running child are gone."""
+    new zygote; the lost one and its running child are gone."""
     slow = script("slow.py", "import time\ndef calculate_results(ctx):\n    time.sleep(300)\n")
     good = script("good.py", GOOD)
-    task = make_task()
+    if sig == signal.SIGUSR1:
+        (tmp_path / "bh_spin_on_usr1.py").write_text(SPIN_ON_USR1)
+        monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the zygote's environment is the host's
+        task = make_task(preload=["numpy", "bh_spin_on_usr1"])
+    else:
+        task = make_task()
 
     async def lose_zygote_during_a_run():
         await task.start()
