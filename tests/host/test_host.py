@@ -1,6 +1,7 @@
 """The host's runtime: dispatch, statuses, BUSY, lifecycle hooks, shutdown."""
 
 import asyncio
+import gc
 import threading
 import time
 
@@ -388,3 +389,28 @@ def test_a_withdrawn_request_never_starts_and_ends_cancelled(make_host, targets)
     assert "withdrawn before it started" in outcomes[1].error
     assert sorted(finished) == [(0, Status.SUCCESS), (1, Status.CANCELLED), (2, Status.CANCELLED), (3, Status.SUCCESS)]
     assert started == [0, 3]
+
+
+def test_what_start_up_made_is_frozen_out_of_the_collector(make_host):
+    """After start, a full collection walks only what the host made since:
+    start-up's objects (modules, plugins, clients) are in the collector's
+    permanent generation (gc.freeze). A full collection over them took
+    30-110 ms in a host with the EPICS plugin, every few seconds. Stop
+    gives them back."""
+    gc.unfreeze()
+    try:
+        async def main():
+            host = make_host(task("echo", "echo"))
+            before = gc.get_freeze_count()
+            await host.start()
+            frozen = gc.get_freeze_count()
+            result = await host.submit(Request(task="echo", params={"x": 1}))
+            await host.stop()
+            return before, frozen, result, gc.get_freeze_count()
+
+        before, frozen, result, after = run(main())
+        assert before == 0 and frozen > 1000
+        assert result.status is Status.SUCCESS
+        assert after == 0  # given back at stop: a process may run several hosts
+    finally:
+        gc.unfreeze()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import gc
 import logging
 import os
 import signal
@@ -239,6 +240,12 @@ class Host:
                 self.state = HostState.STOPPED
                 raise StartError(f"cannot start {component.label}: {type(e).__name__}: {e}") from e
             started.append(component)
+        # What start-up made (modules, plugins, the components' clients) lives
+        # as long as the host: collected once and frozen (the gc.freeze docs),
+        # a full collection no longer walks it. Before, one took 30-110 ms
+        # every few seconds under EPICS triggering, the first right after ready.
+        gc.collect()
+        gc.freeze()
         self.state = HostState.RUNNING
         self.started_at, self._started_mono = time.time(), time.monotonic()
         log.info("host %r running: tasks %s", self.name, ", ".join(self.task_names()) or "none")
@@ -312,6 +319,7 @@ class Host:
             self._liveness_task.cancel()
         self.refusal_lines.flush()
         self.state = HostState.STOPPED
+        gc.unfreeze()  # what start froze can be collected again once the host is gone (a process may run several)
         log.info("host %r stopped", self.name)
 
     async def _stop_component(self, component: Component) -> None:
