@@ -83,7 +83,8 @@ def test_log_pvs_the_database_lacks_do_not_hold_up_the_handshake(tmp_path, start
             for _ in range(3):
                 start = len(watch.events)
                 c.put(P + "Trigger", 1)
-                watch.wait(lambda ev, start=start: [int(v) for _, v, _ in ev[start:]][-2:] == [1, 0],
-                           timeout=HANDSHAKE_BOUND_S)
+                seen = watch.wait(lambda ev, start=start: [int(v) for _, v, _ in ev[start:]][-2:] == [1, 0],
+                                  timeout=HANDSHAKE_BOUND_S)  # raises when Busy=0 waits behind a log write
+                assert [int(v) for _, v, _ in seen[start:]][-2:] == [1, 0]
     finally:
         i.kill()
