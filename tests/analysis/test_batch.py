@@ -258,3 +258,43 @@ def test_an_interrupted_batch_resumes_without_losing_or_duplicating_a_row(tmp_pa
     assert sorted(r["run"] for r in rows) == sorted(f"acme/traction/r{i:02d}" for i in range(24))  # each run once
     assert sum(r["skipped"] for r in rows) == len(recorded)
     assert all(r["status"] == "SUCCESS" and r["value"] == 1.5 for r in rows)
+
+
+# -- what a script returns, in every output format ---------------------------------
+
+AWKWARD = """
+def calculate_results(ctx):
+    first = ctx["run_id"] == "r00"
+    return {
+        "big": 2**100 if first else 5,           # beyond int64
+        "huge": 10**400 if first else 0.5,       # beyond float64, among floats
+        "run": "returned run",                  # a fixed column's name
+        "result.run": "returned result.run",    # what that one is renamed to
+        "a,b\\nc": "comma and newline",
+    }
+"""
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_every_returned_value_reaches_every_output_format_exactly(tmp_path: Path, suffix: str) -> None:
+    if suffix == ".parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+    store = make_store(tmp_path / "ds", {"acme": 2}, script=AWKWARD)
+    out = tmp_path / f"o{suffix}"
+    summary = reanalyze(Options(datastore=store.root, script="count.py", output=out, progress=False))
+    assert (summary.ok, summary.exit_code) == (2, 0)
+    if suffix == ".csv":
+        with open(out, newline="") as f:
+            rows = {r["run"]: r for r in csv.DictReader(f)}
+    elif suffix == ".jsonl":
+        rows = {r["run"]: r for r in rows_of(out)}
+    else:
+        rows = {r["run"]: r for r in pq.read_table(out).to_pylist()}
+    first, second = rows["acme/traction/r00"], rows["acme/traction/r01"]
+    # Integers too large for a Parquet int64 or float64 column are kept whole (as decimal text there).
+    assert int(first["big"]) == 2**100 and int(second["big"]) == 5
+    assert int(first["huge"]) == 10**400 and float(second["huge"]) == 0.5
+    # Renamed keys never share a column: each value is where its key says.
+    assert first["result.run"] == "returned run" and first["result.result.run"] == "returned result.run"
+    assert first["a,b\nc"] == "comma and newline"
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.tmp"))

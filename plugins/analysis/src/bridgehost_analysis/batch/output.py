@@ -33,6 +33,9 @@ from bridgehost_analysis.batch.analyse import Row
 from bridgehost_analysis.datastore import write_atomic
 
 FIXED = ("run", "status", "duration_s", "error", "skipped")
+RENAMED = "result."
+"""The prefix of a returned key whose column would clash (see the module doc)."""
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 FORMATS = (".csv", ".jsonl", ".parquet")
 
 
@@ -68,8 +71,14 @@ def flat(row: Row) -> dict[str, Any]:
     result = msgspec.json.decode(row.result)
     if isinstance(result, dict):
         for key, value in result.items():
-            out[f"result.{key}" if key in FIXED else key] = value
+            out[column_of(key)] = value
     return out
+
+
+def column_of(key: str) -> str:
+    """The column of a returned key: ``result.<key>`` for a fixed column's
+    name or a key starting with ``result.``, else the key (one-to-one)."""
+    return RENAMED + key if key in FIXED or key.startswith(RENAMED) else key
 
 
 class Output:
@@ -158,8 +167,8 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, int):
-        return "int"
+    if isinstance(value, int):  # JSON's integers have no bound; int64's do (a float64 would round them)
+        return "int" if INT64_MIN <= value <= INT64_MAX else "text"
     if isinstance(value, float):
         return "float"
     return "text"
