@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
+import socket
 import threading
 import time
 
@@ -417,3 +419,91 @@ def test_a_client_that_never_reads_costs_at_most_its_queue_bound_and_nothing_onc
         sock.close(linger=0)
     connections = rig.transport.connections
     rig.wait_until(lambda: outboxes.size == 0 and len(connections) == 0, "what waited for the client is freed when it goes")
+
+
+def _raw_connect(endpoint: str) -> socket.socket:
+    """A plain stream socket connected to ``endpoint``: no ZMTP, it never speaks."""
+    scheme, _, address = endpoint.partition("://")
+    if scheme == "ipc":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+    else:
+        host, port = address.rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)))
+    sock.settimeout(5.0)
+    return sock
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the other end closed ``sock`` (EOF or reset), without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ipc"])
+def test_connections_past_max_connections_are_closed_and_clients_already_connected_keep_being_served(
+    make_rig, tmp_path, caplog, scheme
+):
+    """docs/ipc-protocol.md section 9, connections: libzmq accepts connections
+    without limit, each holding a file descriptor and buffers, so one client
+    could take every descriptor the host may open. Past max_connections a
+    new connection is closed as soon as it is accepted, counted and logged
+    (rate-limited); clients already connected are served throughout, and a
+    new client gets in once connections close."""
+    endpoint = "tcp://127.0.0.1:*" if scheme == "tcp" else f"ipc://{tmp_path}/host.sock"
+    rig = make_rig(endpoint=endpoint, max_connections=4)
+    transport = rig.transport
+    flood: list[socket.socket] = []
+    with rig.client() as client, caplog.at_level(logging.WARNING, logger="bridgehost.ipc"):
+        assert client.call("echo", {"n": 0}).data == {"n": 0}  # connection 1 of 4
+        try:
+            flood = [_raw_connect(rig.endpoint) for _ in range(20)]
+            rig.wait_until(lambda: sum(map(_closed_by_peer, flood)) == 17, "the 17 connections past the bound are closed")
+            # closed at once, none of the 3 within the bound later
+            assert transport.connections_refused == 17
+            assert client.call("echo", {"n": 1}).data == {"n": 1}
+            rig.wait_until(lambda: transport.connections.open == 4, "the count is back to the bound")
+            assert transport.status()["connections"] == 4
+        finally:
+            for sock in flood:
+                sock.close()
+        rig.wait_until(lambda: transport.connections.open == 1, "closed connections are no longer counted")
+        with rig.client() as late:
+            assert late.call("echo", {"n": 2}).data == {"n": 2}
+    lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
+    assert lines and len(lines) < 17 and "more than max_connections (4) were open" in lines[0], lines
+
+
+def test_connections_that_send_messages_do_not_get_past_max_connections(make_rig, frame):
+    """A client that says something on each of its connections does not
+    hold more than max_connections either: past the bound the newest go,
+    and the client that was there first keeps being served."""
+    rig = make_rig(max_connections=3)
+    transport = rig.transport
+    with rig.client() as client:
+        assert client.call("echo", {"n": 0}).data == {"n": 0}
+        dealers = []
+        for tid in range(10):
+            sock = rig.raw()
+            sock.send(frame(transaction_id=tid, topic="host.ping"))
+            dealers.append(sock)
+        rig.wait_until(lambda: transport.connections_refused >= 8, "the connections past the bound are closed")
+        rig.wait_until(lambda: transport.connections.open <= 3, "the bound holds")
+        assert client.call("echo", {"n": 1}).data == {"n": 1}
+
+
+def test_check_warns_when_max_connections_is_past_the_open_files_limit(rig, monkeypatch):
+    """``bridgehost check`` and the start-up log say when max_connections
+    connections would leave the host no file descriptor for its own work."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, hard) if which == resource.RLIMIT_NOFILE else (soft, hard))
+    assert ZmqTransport(ZmqTransportConfig(kind="zmq"), rig.host).check() == []  # 256 + 256 fit in 1024
+    warnings = ZmqTransport(ZmqTransportConfig(kind="zmq", max_connections=4096), rig.host).check()
+    assert len(warnings) == 1
+    assert "max_connections = 4096" in warnings[0] and "only 1024 files" in warnings[0]
+    assert "lower max_connections to 768" in warnings[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import resource
 
 from bridgehost.errors import InvalidField
 
@@ -63,6 +64,27 @@ def exposure_warnings(endpoint: str, *, curve: bool) -> list[str]:
             f"{endpoint} is an abstract socket: it has no file permissions, any process on this machine can connect"
         )
     return warnings
+
+
+DESCRIPTOR_RESERVE = 256
+"""File descriptors the host needs besides its connections: log files,
+the analysis zygotes and their runs' pipes, the PV Access client."""
+
+
+def descriptor_warnings(name: str, max_connections: int) -> list[str]:
+    """A warning when ``max_connections`` plus ``DESCRIPTOR_RESERVE`` is past
+    the number of files this process may open (``RLIMIT_NOFILE``, getrlimit(2)):
+    connections up to the bound would leave the host no descriptor for its
+    own work. Empty when it fits."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or max_connections + DESCRIPTOR_RESERVE <= soft:
+        return []
+    warning = (
+        f"zmq transport {name!r}: max_connections = {max_connections}, but this process may open only {soft} files "
+        f"(ulimit -n) and needs about {DESCRIPTOR_RESERVE} for its own work: raise the limit (systemd: LimitNOFILE=) "
+        f"or lower max_connections to {max(1, soft - DESCRIPTOR_RESERVE)}"
+    )
+    return [warning]
 
 
 def bind_hint(error_number: int | None) -> str:

@@ -1,8 +1,8 @@
 """What bridgehost-ipc shows an observer (the core's ``register_metrics``
 hook; docs/observability.md): per ``zmq`` transport, its peers, the
-requests in flight, the responses dropped and the bytes waiting in its
-outboxes. (Its ``max_in_flight`` refusals count in the core's
-``bridgehost_requests_refused_total``.)"""
+requests in flight, its connections and those refused, the responses
+dropped and the bytes waiting in its outboxes. (Its ``max_in_flight``
+refusals count in the core's ``bridgehost_requests_refused_total``.)"""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ def declare(metrics: Metrics, host: Host) -> None:
         "Requests being handled now (at most max_in_flight), by transport.",
         labels=("transport",),
         collect=lambda: [((name,), t.status()["in_flight"]) for name, t in transports.items()],
+    )
+    metrics.gauge(
+        "bridgehost_ipc_connections",
+        "Connections open now (at most max_connections), by transport.",
+        labels=("transport",),
+        collect=lambda: [((name,), t.connections.open) for name, t in transports.items()],
+    )
+    metrics.counter(
+        "bridgehost_ipc_connections_refused_total",
+        "Connections closed as soon as accepted because max_connections were open, by transport.",
+        labels=("transport",),
+        collect=lambda: [((name,), t.connections_refused) for name, t in transports.items()],
     )
     metrics.counter(
         "bridgehost_ipc_responses_dropped_total",

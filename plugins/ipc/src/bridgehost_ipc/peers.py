@@ -9,6 +9,10 @@
   descriptor is a new connection; a routing id belongs to the connection it
   last sent on, so a descriptor number reused by a later connection never
   takes an earlier peer with it.
+- ``Listener`` recognises, by its file descriptor, a connection that
+  libzmq accepted on the transport's endpoint, and closes one: libzmq has
+  no limit on the connections a socket accepts, so the transport enforces
+  its own (``max_connections``) with it.
 - ``Outboxes`` holds the messages for peers whose libzmq queue is full (a
   client that does not read), bounded in bytes per peer and in total: the
   host never buffers more than that for clients that do not read.
@@ -17,6 +21,7 @@
 from __future__ import annotations
 
 import collections
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -67,8 +72,101 @@ class Connections:
         """Whether ``identity``'s connection is still open, as far as known."""
         return identity in self._conn_of
 
+    @property
+    def open(self) -> int:
+        """Connections accepted and not yet seen closed."""
+        return len(self._by_fd)
+
+    def descriptors(self) -> list[int]:
+        """The descriptors of the connections counted in ``open``."""
+        return list(self._by_fd)
+
+    def eviction_order(self) -> list[int]:
+        """The open connections' descriptors in the order a bound on
+        connections closes them: those no message came in on yet (a client
+        that connects and says nothing, or never completes its handshake),
+        oldest first; then the others, newest first."""
+        by_age = sorted(self._by_fd.items(), key=lambda item: item[1])
+        silent = [fd for fd, conn in by_age if conn not in self._ids]
+        heard = [fd for fd, conn in reversed(by_age) if conn in self._ids]
+        return silent + heard
+
     def __len__(self) -> int:
         return len(self._conn_of)
+
+
+class Listener:
+    """The connections libzmq accepted on one ``tcp://`` or ``ipc://`` endpoint.
+
+    ``endpoint`` is the bound address (``ZMQ_LAST_ENDPOINT``, a ``*`` port
+    resolved). A descriptor belongs to the endpoint when it is a stream
+    socket whose local address is the endpoint's (the TCP port, or the
+    ``ipc://`` path, ``@`` standing for an abstract name; see unix(7)):
+    a descriptor number that libzmq closed and the process reused for a
+    file, a pipe or an outgoing socket is never taken for a connection.
+    """
+
+    def __init__(self, endpoint: str):
+        scheme, _, address = endpoint.partition("://")
+        self.port: int | None = None
+        self.path: str | bytes | None = None
+        if scheme == "tcp":
+            self.port = int(address.rsplit(":", 1)[1])
+        elif scheme == "ipc":
+            self.path = b"\0" + address[1:].encode() if address.startswith("@") else address
+
+    def _wrap(self, fd: int) -> socket.socket | None:
+        """``fd`` as a socket object that does not own it (``detach`` it after use), if it is one of ours."""
+        if self.port is None and self.path is None:
+            return None
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # closed, or not a socket
+            return None
+        try:
+            if sock.type != socket.SOCK_STREAM:
+                raise OSError
+            local = sock.getsockname()
+            if self.port is not None:
+                ours = sock.family in (socket.AF_INET, socket.AF_INET6) and local[1] == self.port
+            else:
+                ours = sock.family == socket.AF_UNIX and local == self.path
+        except OSError:
+            ours = False
+        if not ours:
+            sock.detach()
+            return None
+        return sock
+
+    def owns(self, fd: int) -> bool:
+        """Whether ``fd`` is now a connection accepted on this endpoint."""
+        sock = self._wrap(fd)
+        if sock is None:
+            return False
+        sock.detach()
+        return True
+
+    def close(self, fd: int) -> str | None:
+        """Shut down the connection on ``fd`` (shutdown(2), both ways) if it
+        is one of this endpoint's; the peer's address as text, else ``None``.
+        The descriptor stays libzmq's: it sees the connection end, closes
+        it, and reports it ``DISCONNECTED``."""
+        sock = self._wrap(fd)
+        if sock is None:
+            return None
+        try:
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                peer = None
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return None
+        finally:
+            sock.detach()
+        if isinstance(peer, tuple):
+            return f"{peer[0]}:{peer[1]}"
+        return "a local process"
 
 
 @dataclass

@@ -42,8 +42,8 @@ from bridgehost.jobs import Status, now_ms
 from bridgehost.logs import RateLimitedLog
 from bridgehost.status import RefusalCause
 from bridgehost.text import cut_middle
-from bridgehost_ipc.endpoints import bind_hint, check_endpoint, exposure_warnings
-from bridgehost_ipc.peers import MONITOR_EVENTS, Connections, Outboxes
+from bridgehost_ipc.endpoints import bind_hint, check_endpoint, descriptor_warnings, exposure_warnings
+from bridgehost_ipc.peers import MONITOR_EVENTS, Connections, Listener, Outboxes
 from bridgehost_ipc.protocol import (
     MAX_ERROR_CHARS,
     PROTOCOL_VERSION,
@@ -107,6 +107,13 @@ class ZmqTransportConfig(TransportConfig, kw_only=True):
     response, one over ``4 x`` this is cut off by libzmq (the peer is disconnected)."""
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
     """Requests being handled at once; beyond it a request is answered BUSY at once."""
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 256
+    """Connections (``tcp://`` or ``ipc://``) open at once, handshake done
+    or not. Past it, connections are closed at once, counted and logged:
+    first those no message came in on, oldest first, then the newest (a
+    DEALER reconnects by itself). Each open connection holds a file
+    descriptor and libzmq's buffers: without a bound, one client opening
+    connections takes every descriptor the host may open."""
     peer_queue_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**32)] = 8 * MiB
     """Bytes of messages the host keeps for one client that does not read
     them (beyond the ``LIBZMQ_SNDHWM`` messages libzmq holds); a response
@@ -164,6 +171,9 @@ class ZmqTransport:
         self._requests_of: dict[bytes, dict[asyncio.Task[None], int]] = {}  # routing id -> its requests' tasks -> tid
         self.connections = Connections()
         """Which routing ids are still connected (socket monitor events)."""
+        self.connections_refused = 0
+        """Connections closed because more than ``max_connections`` were open, since start."""
+        self._listener: Listener | None = None
         self.outboxes = Outboxes(config.peer_queue_bytes, config.queue_bytes)
         """Messages waiting for clients whose libzmq queue is full."""
         self._flusher: asyncio.Task[None] | None = None
@@ -233,6 +243,7 @@ class ZmqTransport:
                 f"{e.strerror}; put the socket in a folder the host's user owns"
             ) from e
         self._ctx, self._socket, self._stopping = ctx, sock, False
+        self._listener = Listener(self.endpoint)
         self._receiver = asyncio.create_task(self._receive_loop(), name=f"zmq-{self.name}-receive")
         self._watcher = asyncio.create_task(self._watch_connections(), name=f"zmq-{self.name}-peers")
         if self.curve is not None:
@@ -244,8 +255,12 @@ class ZmqTransport:
 
     def check(self) -> list[str]:
         """Warnings for ``bridgehost check``, logged by the host at start:
-        an endpoint others can reach without CURVE, an abstract socket."""
-        return exposure_warnings(self.config.endpoint, curve=self.curve is not None)
+        an endpoint others can reach without CURVE, an abstract socket,
+        ``max_connections`` past what this process may open."""
+        return [
+            *exposure_warnings(self.config.endpoint, curve=self.curve is not None),
+            *descriptor_warnings(self.name, self.config.max_connections),
+        ]
 
     async def _abandon(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket) -> None:
         """Undo a start that failed before the socket was in use."""
@@ -340,6 +355,7 @@ class ZmqTransport:
         self._read_monitor()  # an ACCEPTED for this message's connection is read before it is filed
         with contextlib.suppress(zmq.ZMQError):
             self.connections.heard(identity, frames[0].get(zmq.SRCFD))
+        self._bound_connections()  # after heard(): a connection just used is not the first to go
         # REQ puts an empty delimiter before the payload; DEALER does not.
         # Either way the reply goes back with the same envelope.
         if len(frames) > 1 and len(frames[1]) == 0:
@@ -393,11 +409,44 @@ class ZmqTransport:
             if gone:
                 self._gone(gone)
 
+    def _bound_connections(self) -> None:
+        """Past ``max_connections`` open, close connections until the bound
+        holds: first those no message came in on, oldest first (a client
+        holding connections without using them, or a handshake never
+        finished), then the newest. Clients being served keep theirs."""
+        listener = self._listener
+        if listener is None or self.connections.open <= self.config.max_connections:
+            return
+        # A monitor event can be lost (libzmq drops them when the monitor's
+        # queue is full): forget descriptors that are no longer connections
+        # on this endpoint before counting.
+        for fd in self.connections.descriptors():
+            if not listener.owns(fd):
+                gone = self.connections.event(zmq.EVENT_DISCONNECTED, fd)
+                if gone:
+                    self._gone(gone)
+        excess = self.connections.open - self.config.max_connections
+        for fd in self.connections.eviction_order():
+            if excess <= 0:
+                break
+            peer = listener.close(fd)
+            if peer is None:
+                continue
+            excess -= 1
+            self.connections_refused += 1
+            self.lines.warning(
+                "max_connections",
+                "zmq transport %r: connection from %s closed: more than max_connections (%d) were open "
+                "(%d closed since start); a client holding many connections, or more clients than max_connections",
+                self.name, peer, self.config.max_connections, self.connections_refused,
+            )
+
     async def _watch_connections(self) -> None:
         while True:
             await asyncio.sleep(WATCH_S)
             try:
                 self._read_monitor()
+                self._bound_connections()
             except Exception:  # a bug here must not stop the watching
                 log.exception("zmq transport %r: error reading socket monitor events", self.name)
 
@@ -546,6 +595,7 @@ class ZmqTransport:
             "state": "listening" if self._socket is not None else "stopped",
             "endpoint": self.endpoint,
             "in_flight": len(self._in_flight),
+            "connections": self.connections.open,
             "peer_count": len(peers),
             "peers": [{"id": _shown_id(peer), "idle_s": round(now - heard, 3)} for heard, peer in peers[:MAX_PEERS_SHOWN]],
         }
