@@ -298,3 +298,81 @@ def test_every_returned_value_reaches_every_output_format_exactly(tmp_path: Path
     assert first["result.run"] == "returned run" and first["result.result.run"] == "returned result.run"
     assert first["a,b\nc"] == "comma and newline"
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.tmp"))
+
+
+# -- where the output goes ---------------------------------------------------------
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_run(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 2})
+    (tmp_path / "taken.csv").mkdir()
+    with pytest.raises(BadBatch, match=r"--output .*taken\.csv.* is a folder"):
+        reanalyze(Options(datastore=store.root, script="count.py", output=tmp_path / "taken.csv", progress=False))
+    history = store.run("acme", "traction", "r00").path / "cycle_history.jsonl"
+    with pytest.raises(BadBatch, match=r"--output: .* is inside the datastore's results/"):
+        reanalyze(Options(datastore=store.root, script="count.py", output=history, progress=False))
+    assert store.run("acme", "traction", "r00").cycle_history() == [{"cycle_index": 1}]
+    assert not list(store.results_dir.glob(f"*/*/*/{RECORDS_DIR}"))  # no run started
+
+
+HELD = """
+import os, time
+def calculate_results(ctx):
+    while os.path.exists(os.path.join(os.path.dirname(__file__), "hold")):  # scripts/ is readable by a run
+        time.sleep(0.02)
+    return {"value": 1}
+"""
+
+
+def test_a_second_batch_on_the_same_output_is_refused_and_the_first_keeps_every_row(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 6}, script=HELD)
+    (store.scripts_dir / "fast.py").write_text("def calculate_results(ctx):\n    return {'value': 2}\n")
+    hold = store.scripts_dir / "hold"
+    hold.touch()
+    out = tmp_path / "out.jsonl"
+    args = [str(store.root), "--workers", "2", "--output", str(out), "--no-progress"]
+    first = subprocess.Popen(
+        [sys.executable, os.environ.get("BH_CLI", "-m"), *([] if os.environ.get("BH_CLI") else ["bridgehost.cli"]),
+         "reanalyze", "--script", "count.py", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out.jsonl.partial").exists():  # the first batch's output is open, its runs held
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        second = cli("--script", "fast.py", *args)
+        assert second.returncode == 2, second.stderr
+        assert "--output" in second.stderr and "another batch is writing it" in second.stderr
+    finally:
+        hold.unlink()
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0, stderr
+    rows = rows_of(out)
+    assert sorted(r["run"] for r in rows) == sorted(f"acme/traction/r{i:02d}" for i in range(6))
+    assert all(r["value"] == 1 for r in rows)
+
+
+def test_an_output_that_fails_at_the_end_says_where_its_rows_are(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 3}, script=HELD)
+    hold = store.scripts_dir / "hold"
+    hold.touch()
+    out = tmp_path / "out.jsonl"
+    batch = subprocess.Popen(
+        [sys.executable, os.environ.get("BH_CLI", "-m"), *([] if os.environ.get("BH_CLI") else ["bridgehost.cli"]),
+         "reanalyze", str(store.root), "--script", "count.py", "--output", str(out), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out.jsonl.partial").exists():
+            assert time.monotonic() < deadline and batch.poll() is None, batch.communicate()
+            time.sleep(0.05)
+        out.mkdir()  # the output cannot be written at the end (as with a full disk)
+    finally:
+        hold.unlink()
+    _, stderr = batch.communicate(timeout=60)
+    assert batch.returncode == 1
+    assert "reanalyze: 3 ok, 0 failed, 0 skipped" in stderr and "Traceback" not in stderr
+    assert f"its rows are in {out}.partial" in stderr
+    assert len(rows_of(tmp_path / "out.jsonl.partial")) == 3

@@ -254,6 +254,11 @@ class Batch:
                 check_output(Path(options.output))
             except OutputError as e:
                 raise BadBatch("--output", str(e)) from None
+            if Path(options.output).resolve().is_relative_to(store.results_dir):
+                raise BadBatch(
+                    "--output", f"{options.output} is inside the datastore's results/ folder, where it could replace "
+                    "a run's file (e.g. its cycle_history.jsonl)", "write the output outside results/",
+                )
         if options.workers is not None and options.workers < 1:
             raise BadBatch("--workers", f"{options.workers} is not a number of runs at once", "give 1 or more")
         plan = Plan(task=config, provenance=provenance, custom_params=custom_params)
@@ -297,7 +302,10 @@ class Batch:
         options = self.options
         summary = Summary(selected=self.total, output=str(options.output) if options.output else None)
         failed: Counter[str] = Counter()
-        output = Output(Path(options.output)) if options.output is not None else None
+        try:
+            output = Output(Path(options.output)) if options.output is not None else None
+        except OutputError as e:
+            raise BadBatch("--output", str(e)) from None
         progress = Progress(self.total, options.progress)
         stop = asyncio.Event()
         t0 = time.perf_counter()
@@ -352,7 +360,13 @@ class Batch:
             analysed = summary.ok + sum(failed.values())
             summary.runs_per_s = round(analysed / summary.wall_s, 1) if summary.wall_s else 0.0
             if output is not None:
-                output.finish()
+                try:
+                    output.finish()
+                except (OSError, ValueError) as e:  # the disk is full, ...: say so, with the rows that are kept
+                    raise BatchFailed(
+                        f"{summary.line()}; but the output {output.path} could not be written ({e}): "
+                        f"its rows are in {output.spool_path} (JSON Lines)"
+                    ) from e
         return summary
 
     def _pending(self, emit: Callable[[Row], None], stop: asyncio.Event) -> Iterator[RunKey]:

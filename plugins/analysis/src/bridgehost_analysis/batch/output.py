@@ -2,7 +2,10 @@
 
 Rows are appended to ``<output>.partial`` (JSON Lines) as runs finish, so
 memory stays flat however many runs there are; ``finish`` then writes the
-file in the format its suffix names and removes the spool:
+file in the format its suffix names and removes the spool. The spool is
+held with an exclusive ``flock`` (flock(2)) from ``Output()`` to the end of
+``finish``: a second batch naming the same output is refused at its start
+(``OutputError``) instead of truncating the first one's rows.
 
 - ``.jsonl``: one object a line: ``run``, ``status``, ``duration_s``,
   ``error``, ``skipped``, then the function's keys with their JSON values;
@@ -21,6 +24,7 @@ function's dict that is also a fixed column's name is written as
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -45,11 +49,13 @@ class OutputError(ValueError):
 
 def check_output(path: Path) -> None:
     """Raise ``OutputError`` unless ``path`` has a known suffix, its folder
-    exists, and pyarrow is installed for ``.parquet``."""
+    exists, it is not a folder itself, and pyarrow is installed for ``.parquet``."""
     if path.suffix not in FORMATS:
         raise OutputError(f"--output {path}: unknown format {path.suffix!r}; name a file ending in {', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise OutputError(f"--output {path}: the folder {path.parent} does not exist; create it first")
+    if path.is_dir():
+        raise OutputError(f"--output {path} is a folder; name a file (e.g. {path / ('rows' + path.suffix)})")
     if path.suffix == ".parquet":
         try:
             import pyarrow  # type: ignore[import-untyped]  # noqa: F401
@@ -86,11 +92,38 @@ class Output:
     row to the spool; ``finish`` writes the file."""
 
     def __init__(self, path: Path):
+        """Open and lock the spool; raises ``OutputError`` if another batch
+        holds it or it cannot be created."""
         self.path = path
         self.spool_path = path.with_name(path.name + ".partial")
-        self.spool = open(self.spool_path, "wb")  # noqa: SIM115 -- open for the batch's life, closed by finish()
+        self.spool = os.fdopen(self._lock_spool(), "wb")  # open for the batch's life, closed by finish()
         self.columns: dict[str, None] = dict.fromkeys(FIXED)  # ordered set: first seen first
         self.rows = 0
+
+    def _lock_spool(self) -> int:
+        """The spool's descriptor, locked and emptied. A spool left by a
+        batch that was killed is taken over; one whose batch runs is not."""
+        while True:
+            try:
+                fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as e:
+                raise OutputError(f"--output {self.path}: cannot create {self.spool_path}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputError(
+                    f"--output {self.path}: another batch is writing it (its rows go to {self.spool_path}); "
+                    "wait for that batch to end, or name another file"
+                ) from None
+            try:  # still the spool? (the batch that held it may have renamed or removed it meanwhile)
+                same = os.stat(self.spool_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                return fd
+            os.close(fd)
 
     def add(self, row: Row) -> None:
         columns = flat(row)
@@ -106,17 +139,23 @@ class Output:
                 yield msgspec.json.decode(line)
 
     def finish(self) -> None:
-        """Write the output file atomically from the spool, then remove the spool."""
-        self.spool.close()
-        suffix = self.path.suffix
-        if suffix == ".jsonl":
-            os.replace(self.spool_path, self.path)
-            return
-        if suffix == ".csv":
-            write_atomic(self.path, self._write_csv)
-        else:
-            self._write_parquet()
-        self.spool_path.unlink(missing_ok=True)
+        """Write the output file atomically from the spool, then remove the
+        spool and release it. On an error (``OSError``: the disk is full)
+        the spool is left, with every row."""
+        try:
+            self.spool.flush()
+            suffix = self.path.suffix
+            if suffix == ".jsonl":
+                os.fsync(self.spool.fileno())
+                os.replace(self.spool_path, self.path)
+            else:
+                if suffix == ".csv":
+                    write_atomic(self.path, self._write_csv)
+                else:
+                    self._write_parquet()
+                self.spool_path.unlink(missing_ok=True)
+        finally:
+            self.spool.close()  # releases the lock: after the rename or removal, never before
 
     def _write_csv(self, f: Any) -> None:
         import io
