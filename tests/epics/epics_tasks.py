@@ -1,6 +1,7 @@
 """Task functions the EPICS tests configure as ``callable`` tasks
 (importable as ``epics_tasks`` with this folder on PYTHONPATH)."""
 
+import os
 import threading
 import time
 
@@ -63,3 +64,12 @@ def crash_once():
     if _calls["n"] == 1:
         raise ZeroDivisionError("first call crashes")
     return {"call": _calls["n"]}
+
+
+def fail_when(params):
+    """Fails (Task Fail) once the file ``params["file"]`` exists (the test
+    decides when the run ends), or after 30 s."""
+    deadline = time.monotonic() + 30.0
+    while not os.path.exists(params["file"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    raise TaskFailed("failed when told to")

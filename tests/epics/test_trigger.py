@@ -224,3 +224,32 @@ def test_an_ioc_away_at_start_is_logged_and_served_once_it_answers(tmp_path, sta
             watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [TASK_FAIL])
     finally:
         i.kill()
+
+
+def test_an_ioc_that_stalls_while_the_outcome_is_written_gets_it_in_order_once_it_answers(ioc, start_host, tmp_path):
+    """The IOC stops answering (SIGSTOP: a stalled IOC or a network break
+    shorter than the connection timeout) while a run ends: its TaskStatus
+    write gets no answer. Once the IOC answers again, it must get the run's
+    status before Busy=0: before, the writes after the failed one went on,
+    and a client saw Busy=0 with the previous run's TaskStatus (or, if they
+    all failed, Busy=1 for ever)."""
+    i = ioc()
+    P = i.prefix
+    go = tmp_path / "go"
+    host = start_host(deployment(P, "fail_when", trigger=f'params = {{file = "{go}"}}\nput_timeout_s = 0.5'),
+                      i.client_env)
+    assert i.proc is not None
+    with i.client() as c:
+        watch = Watch(c, [P + "Busy"])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [1])  # the run started
+        i.proc.send_signal(signal.SIGSTOP)
+        try:
+            go.touch()  # the run fails while the IOC is stalled
+            host.wait_output(f"put {P}TaskStatus.RVAL = 1 failed: no answer within 0.5 s")
+        finally:
+            i.proc.send_signal(signal.SIGCONT)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [0])
+        assert int(c.get(P + "TaskStatus")) == TASK_FAIL
+        assert c.get(P + "Trigger") == 0
+    assert f"put {P}TaskStatus.RVAL = 1 done after" in host.output()

@@ -7,7 +7,9 @@
   value changes (EPICS record reference, bo "Monitor"), so a second put of 1
   before the first was reset would otherwise be invisible.
 - ``PutQueue`` writes PVs one at a time, in the order asked, each with a
-  timeout: a handshake's order (TaskStatus before Busy=0) holds on the wire.
+  timeout: a handshake's order (TaskStatus before Busy=0) holds on the wire,
+  also across a stall of the IOC (a write that got no answer is retried
+  before the next one).
 
 Both run on the asyncio loop with p4p's asyncio client: nothing blocks the loop.
 """
@@ -131,10 +133,19 @@ class PutQueue:
     """Writes PVs in order, one at a time, each within ``timeout_s``.
 
     ``put(pv, value)`` returns at once; the write happens after every write
-    asked before it has finished (or failed). A failed write is logged with
+    asked before it has finished (or failed).
+
+    A write to a PV that has answered before (a write or ``connect``) and
+    now gets no answer (``timeout_s`` passed, or the channel dropped: the IOC
+    stalled, restarts, or the network broke) is retried, every ``timeout_s``,
+    until the IOC takes it, and the writes after it wait: a client never sees
+    Busy=0 over a TaskStatus that did not arrive, nor Busy=1 for ever once
+    the IOC answers again. The first failure is logged at WARNING, the
+    success after it too. Any other failed write (a PV the database lacks, a
+    put the server refuses, a value the record cannot take) is logged with
     the PV and the reason and does not stop the ones after it. ``optional``
     PVs (absent from some databases) warn once, then only at DEBUG until they
-    succeed again.
+    succeed again. ``stop()`` ends the retries.
     """
 
     def __init__(self, ctxt: Context, timeout_s: float):
@@ -143,6 +154,8 @@ class PutQueue:
         self.failures = 0
         self._queue: asyncio.Queue[tuple[str, Any, bool, asyncio.Future[bool]]] = asyncio.Queue()
         self._quiet: set[str] = set()
+        self._answered: set[str] = set()
+        """PVs that answered a write or a ``connect``: a write to one that gets no answer is retried."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bridgehost-epics-puts")
 
     def put(self, pv: str, value: Any, *, optional: bool = False) -> Awaitable[bool]:
@@ -166,9 +179,12 @@ class PutQueue:
         async def one(pv: str) -> Any:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    return await self.ctxt.get(pv)
+                    value = await self.ctxt.get(pv)
             except Exception as e:
+                self._answered.discard(pv)  # the IOC answers and lacks it (perhaps after a restart with another database)
                 return e
+            self._answered.add(pv)
+            return value
 
         return dict(zip(pvs, await asyncio.gather(*(one(pv) for pv in pvs)), strict=True))
 
@@ -176,8 +192,8 @@ class PutQueue:
         """Wait until every write asked so far is done."""
         await self.put("", None)
 
-    async def close(self) -> None:
-        await self.drain()
+    def stop(self) -> None:
+        """Stop writing now; writes still queued (or being retried) are dropped."""
         self._task.cancel()
 
     async def _run(self) -> None:
@@ -190,19 +206,41 @@ class PutQueue:
                 done.set_result(ok)
 
     async def _write(self, pv: str, value: Any, optional: bool) -> bool:
-        try:
-            if callable(value):
-                value = value()
-            async with asyncio.timeout(self.timeout_s):
-                await self.ctxt.put(pv, value, get=False)
-        except Exception as e:
-            self.failures += 1
-            reason = f"no answer within {self.timeout_s} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
-            level = logging.DEBUG if pv in self._quiet else logging.WARNING
-            log.log(level, "put %s = %s failed: %s%s", pv, cut_middle(repr(value), 200, inline=True), reason,
-                    " (optional PV: further failures logged at DEBUG)" if optional and pv not in self._quiet else "")
-            if optional:
-                self._quiet.add(pv)
-            return False
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        attempts = 0
+        while True:
+            attempts += 1
+            started = loop.time()
+            try:
+                if callable(value):  # called again on a retry: the value as it is by then
+                    value = value()
+                async with asyncio.timeout(self.timeout_s):
+                    await self.ctxt.put(pv, value, get=False)
+            except Exception as e:
+                self.failures += 1
+                unanswered = isinstance(e, TimeoutError | Disconnected)
+                reason = f"no answer within {self.timeout_s} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+                shown = cut_middle(repr(value), 200, inline=True)
+                if unanswered and pv in self._answered:
+                    if attempts == 1:
+                        log.warning("put %s = %s failed: %s; retrying every %s s until the IOC answers (the writes "
+                                    "after it wait, so their order holds)", pv, shown, reason, self.timeout_s)
+                    else:
+                        log.debug("put %s = %s failed again (attempt %d): %s", pv, shown, attempts, reason)
+                    # at most one attempt per timeout_s, however fast a failure comes
+                    await asyncio.sleep(max(0.0, self.timeout_s - (loop.time() - started)))
+                    continue
+                level = logging.DEBUG if pv in self._quiet else logging.WARNING
+                log.log(level, "put %s = %s failed: %s%s", pv, shown, reason,
+                        " (optional PV: further failures logged at DEBUG)" if optional and pv not in self._quiet else "")
+                if optional:
+                    self._quiet.add(pv)
+                return False
+            break
+        if attempts > 1:
+            log.warning("put %s = %s done after %d attempts (%.1f s): the IOC answers again", pv,
+                        cut_middle(repr(value), 200, inline=True), attempts, loop.time() - first)
+        self._answered.add(pv)
         self._quiet.discard(pv)
         return True

@@ -251,6 +251,9 @@ class EpicsTrigger:
             self._log_pvs.stop()
         if self.steps is not None:
             await self.steps.stop()
+        for writer in (self._writer, self._log_pvs.writer if self._log_pvs is not None else None):
+            if writer is not None:  # a write to an IOC still away would be retried for ever
+                writer.stop()
 
     def _on_connect(self) -> None:
         assert self._writer is not None
