@@ -89,6 +89,32 @@ def test_run_list_names_the_bad_line(tmp_path: Path) -> None:
         list(read_run_list(bad))
 
 
+def test_a_run_list_from_another_tool_is_read_or_refused_naming_the_line(tmp_path: Path) -> None:
+    listed = tmp_path / "runs.txt"
+    listed.write_bytes("\ufeffacme/traction/r01\r\n# a note\r\nbeta/traction/r00\r\n".encode())  # Notepad: BOM, CRLF
+    assert list(read_run_list(listed)) == [RunKey("acme", "traction", "r01"), RunKey("beta", "traction", "r00")]
+    listed.write_bytes(b"acme/traction/r01\nPAR1\x15\x04\x15\xb0\xff\xfe\n")  # e.g. a Parquet output given by mistake
+    with pytest.raises(BadRunList, match=r"runs.txt, line 2 is not UTF-8 text"):
+        list(read_run_list(listed))
+    listed.write_bytes(b"acme/traction/r01\n" + b"a" * (8 << 20))  # one 8 MB line: refused without reading it whole
+    with pytest.raises(BadRunList, match=r"runs.txt, line 2 is longer than 4096 characters"):
+        list(read_run_list(listed))
+    listed.write_bytes(b"#" * (8 << 20) + b"\nacme/traction/r01\n")  # a long comment is still a comment
+    assert list(read_run_list(listed)) == [RunKey("acme", "traction", "r01")]
+
+
+def test_command_refuses_unreadable_input_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 1})
+    binary = tmp_path / "runs.parquet"
+    binary.write_bytes(b"PAR1\x15\x04\x15\xb0\xff\xfe\x00")
+    listed = cli(str(store.root), "--script", "count.py", "--runs-from", str(binary))
+    assert listed.returncode == 2 and "Traceback" not in listed.stderr
+    assert f"--runs-from: {binary}, line 1 is not UTF-8 text" in listed.stderr
+    deep = cli(str(store.root), "--script", "count.py", "--custom-params", '{"a":' + "[" * 5000 + "]" * 5000 + "}")
+    assert deep.returncode == 2 and "Traceback" not in deep.stderr
+    assert "--custom-params: nested too deeply" in deep.stderr
+
+
 # -- a batch -----------------------------------------------------------------
 
 

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         custom_params = json.loads(args.custom_params)
     except json.JSONDecodeError as e:
         raise BadBatch("--custom-params", f"not valid JSON ({e})", "quote it, e.g. '{\"limit\": 400}'") from None
+    except RecursionError:
+        raise BadBatch("--custom-params", "nested too deeply to be read", "flatten it") from None
     options = Options(
         datastore=args.datastore,
         script=args.script,

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from bridgehost_analysis.datastore import Datastore, InvalidId, check_id
 
@@ -91,13 +91,43 @@ def scan(store: Datastore, project: str = "*", definition: str = "*", run: str =
                 yield RunKey(p, d, r)
 
 
+MAX_LINE = 4096
+"""The longest line of a run list that is read (a run is at most 386
+characters); a longer one is refused unless it is a comment."""
+
+
+def _lines(f: BinaryIO, path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """``(number, text)`` of each line, each read ``MAX_LINE`` bytes at most
+    at a time, so no line is held whole however long it is."""
+    number = 0
+    while line := f.readline(MAX_LINE):
+        number += 1
+        if len(line) == MAX_LINE and not line.endswith(b"\n"):
+            if not line.lstrip().startswith(b"#"):
+                raise BadRunList(
+                    f"{path}, line {number} is longer than {MAX_LINE} characters: not project/definition/run "
+                    "(is it the list of runs?)"
+                )
+            while len(line) == MAX_LINE and not line.endswith(b"\n"):  # the rest of a long comment
+                line = f.readline(MAX_LINE)
+            continue
+        try:
+            yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise BadRunList(
+                f"{path}, line {number} is not UTF-8 text: give a text file of project/definition/run lines"
+            ) from None
+
+
 def read_run_list(path: str | os.PathLike[str]) -> Iterator[RunKey]:
     """The runs listed in the file ``path``, one ``project/definition/run``
-    a line, streamed. Blank lines and lines starting with ``#`` are skipped.
-    Raises ``BadRunList`` naming the line for anything else, and ``OSError``
-    if the file cannot be read."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    a line, streamed. The file is UTF-8 text (a byte order mark is skipped,
+    lines may end in CRLF). Blank lines and lines starting with ``#`` are
+    skipped. Raises ``BadRunList`` naming the line for anything else (a line
+    that is not UTF-8, or longer than ``MAX_LINE``), and ``OSError`` if the
+    file cannot be read."""
+    with open(path, "rb") as f:
+        for number, line in _lines(f, path):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
