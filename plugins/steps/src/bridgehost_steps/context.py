@@ -156,7 +156,7 @@ class ProcessContext:
     async def receive(self) -> Any:
         """The next message sent to this job (``steps.send``), as JSON; waits
         like ``wait()`` and raises the same requests. Messages queue, none is
-        lost."""
+        lost: past the task's ``inbox_size`` unreceived ones a send is refused."""
         return await self.wait(self._run.inbox.get())
 
 

@@ -188,12 +188,20 @@ class StepsController:
         return self.control(job_id, Control.SKIP)
 
     def send(self, job_id: str, message: Any) -> Answer:
-        """Queue ``message`` for the process's ``context.receive()``."""
+        """Queue ``message`` for the process's ``context.receive()``; refused
+        when the process already has its task's ``inbox_size`` messages
+        waiting (it does not receive them): a sender cannot make a job hold
+        more."""
         run = self.runs.get(job_id)
         if run is None:
             return Answer.refused(job_id, "send", self.unknown_reason(job_id))
         if run.state.final:
             return Answer.refused(job_id, "send", ENDED.format(state=run.state.value), run.state)
+        if run.inbox.full():
+            reason = (f"the process has {run.inbox.qsize()} messages it has not received (inbox_size = "
+                      f"{run.inbox.maxsize} of task {run.task!r}): this one is refused; send it again once the "
+                      "process calls context.receive()")
+            return Answer.refused(job_id, "send", reason, run.state)
         run.inbox.put_nowait(message)
         return Answer(job_id=job_id, control="send", accepted=True, state=run.state.value)
 

@@ -85,7 +85,7 @@ class Run:
         self.seq = 0
         self.started_ms = now_ms()
         self.ended_ms = 0
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=limits.inbox_size)
         self.wakeup = asyncio.Event()
         """Set and cleared at once on resume/halt/jump: wakes checkpoint() and the step gate."""
         self.ended = asyncio.Event()

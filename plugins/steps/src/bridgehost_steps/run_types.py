@@ -55,6 +55,8 @@ class Limits:
     """How long a failed process waits for retry, skip or halt."""
     halt_timeout_s: float
     """How long a halted process's cleanup may take before it is abandoned."""
+    inbox_size: int = 16
+    """Messages (``steps.send``) the process has not received that the job holds; one more is refused."""
 
 
 @dataclass

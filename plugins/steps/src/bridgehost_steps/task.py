@@ -54,6 +54,10 @@ class StepsConfig(TaskConfig, kw_only=True):
     halt_timeout_s: PositiveFloat = 30.0
     """How long a halted process's cleanup may run before it is abandoned
     (the job then ends HALTED, the abandonment reported)."""
+    inbox_size: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Messages sent to a job (``steps.send``) that its process has not taken
+    with ``context.receive()`` yet; one more is refused. Each is at most the
+    transport's frame size, so this bounds what a sender can make a job hold."""
     control_transport: str | None = None
     """The transport that carries the ``steps.*`` control topics and
     broadcasts. Absent: the transport named ``zmq`` if one is configured,
@@ -100,7 +104,7 @@ class StepsTask:
         self.config = config
         self.host = host
         self.controller = StepsController.of(host)
-        self.limits = Limits(config.recovery_timeout_s, config.halt_timeout_s)
+        self.limits = Limits(config.recovery_timeout_s, config.halt_timeout_s, config.inbox_size)
         self.transport_name = _check_transport(config, host)
         registry = steps_registry(host)
         base_dir = Path(host.config.base_dir)
