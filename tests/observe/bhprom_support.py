@@ -31,6 +31,7 @@ endpoint = "{endpoint}"
 [[transports]]
 kind = "prometheus"
 listen = "{listen}"
+{prometheus}
 
 [[triggers]]
 kind = "zmq"
@@ -57,11 +58,13 @@ queue_size = 1
 class HostProcess:
     """``bridgehost run`` on a generated config in ``folder``; stopped by PID only."""
 
-    def __init__(self, folder: Path, *, listen: str = "127.0.0.1:0", grace: float = 5.0, extra: str = ""):
+    def __init__(
+        self, folder: Path, *, listen: str = "127.0.0.1:0", grace: float = 5.0, extra: str = "", prometheus: str = ""
+    ):
         self.folder = folder
         self.endpoint = free_endpoint()
         self.config = folder / "host.toml"
-        self.config.write_text(CONFIG.format(endpoint=self.endpoint, listen=listen, grace=grace) + extra)
+        self.config.write_text(CONFIG.format(endpoint=self.endpoint, listen=listen, grace=grace, prometheus=prometheus) + extra)
         self.log = folder / "host.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -14,10 +14,11 @@ the process-wide default, so two hosts in one process keep apart):
 - prometheus_client's ``process_*`` metrics of the host process (memory,
   CPU, open files).
 
-The HTTP server is prometheus_client's (``start_http_server``): a thread
-per scrape, which builds the whole page before it writes it with a
-``Content-Length``, so a scrape while the host stops gets the full page,
-an error status or a closed connection, never half a page. Every metric:
+The HTTP server (``bridgehost_prometheus.server``) serves prometheus_client's
+WSGI app: a thread per scrape, at most ``max_connections`` at once, which
+builds the whole page before it writes it with a ``Content-Length``, so a
+scrape while the host stops gets the full page, an error status or a closed
+connection, never half a page. Every metric:
 ``docs/observability.md``.
 """
 
@@ -43,10 +44,9 @@ from bridgehost.config import TransportConfig
 from bridgehost.errors import BridgehostError, InvalidField
 from bridgehost.jobs import EventKind
 from bridgehost.metrics import Metrics, MetricSeries, MetricType, declared_metrics
+from bridgehost_prometheus.server import MetricsServer
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from bridgehost.host import Host
     from bridgehost.jobs import Job, JobEvent, Outcome
 
@@ -69,6 +69,10 @@ class PrometheusTransportConfig(TransportConfig, kw_only=True):
     path answers with the metrics, ``/metrics`` by convention. Loopback by
     default: another address logs a WARNING, since anyone who reaches it
     reads the host's task names and load. Port 0 picks a free one."""
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    """Connections answered at once (each in a thread of its own); one more
+    is closed at once, logged. A connection whose client stalls a read or a
+    write for ``IO_TIMEOUT_S`` is closed."""
     duration_buckets_s: Annotated[list[Annotated[float, msgspec.Meta(gt=0)]], msgspec.Meta(min_length=1)] = (
         msgspec.field(default_factory=lambda: list(DEFAULT_BUCKETS_S))
     )
@@ -115,7 +119,7 @@ class PrometheusTransport:
         if any(b >= a for b, a in itertools.pairwise(buckets)):
             raise InvalidField("duration_buckets_s", f"{buckets} is not increasing", "list the bounds from small to large")
         self.url = ""
-        self._server: WSGIServer | None = None
+        self._server: MetricsServer | None = None
         self._observer: _JobObserver | None = None
 
     def check(self) -> list[str]:
@@ -141,7 +145,7 @@ class PrometheusTransport:
         prometheus_client.ProcessCollector(registry=registry)
         addr, port = self.address
         try:
-            server, _thread = prometheus_client.start_http_server(port, addr=addr, registry=registry)
+            server = MetricsServer.serve(addr, port, registry, self.config.max_connections)
         except OSError as e:
             reason = e.strerror or str(e)
             raise PrometheusError(
