@@ -402,3 +402,26 @@ def test_an_output_that_fails_at_the_end_says_where_its_rows_are(tmp_path: Path)
     assert "reanalyze: 3 ok, 0 failed, 0 skipped" in stderr and "Traceback" not in stderr
     assert f"its rows are in {out}.partial" in stderr
     assert len(rows_of(tmp_path / "out.jsonl.partial")) == 3
+
+
+# -- a hostile datastore: one odd run never stops the batch -----------------------------
+
+
+def test_odd_files_in_a_run_fail_that_run_only(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 5})
+    deep = store.run("acme", "traction", "r01").path / "results.json"
+    deep.write_text('{"deep": ' + "[" * 700 + "]" * 700 + "}")  # read by msgspec, deeper than the checks go
+    corrupt = store.run("acme", "traction", "r02").path / "results.json"
+    corrupt.write_text('{"deep": ' + "[" * 5000 + "]" * 5000 + "}")  # deeper than anything reads
+    record = Path(store.run("acme", "traction", "r04").path, RECORDS_DIR, "script%3Acount.py%3Acalculate_results.json")
+    record.mkdir(parents=True)  # a folder where the record goes
+    out = tmp_path / "out.jsonl"
+    summary = reanalyze(Options(datastore=store.root, script="count.py", save=True, output=out, workers=2, progress=False))
+    rows = {r["run"].split("/")[-1]: r for r in rows_of(out)}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "r00": "SUCCESS", "r01": "SUCCESS", "r02": "IO_FAILURE", "r03": "CRASH", "r04": "IO_FAILURE"
+    }
+    assert (summary.ok, summary.failed) == (2, {"IO_FAILURE": 2, "CRASH": 1})
+    assert store.run("acme", "traction", "r01").results()["n"] == 1  # merged beside the deep value
+    assert "results.json: nested too deeply" in rows["r02"]["error"]
+    assert f"its record {record} could not be written" in rows["r04"]["error"]

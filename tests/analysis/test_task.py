@@ -11,6 +11,7 @@ from bridgehost.jobs import Status
 from bridgehost.plugins import load_plugins
 from bridgehost.registry import Kind, Registry
 from bridgehost_analysis import plugin
+from bridgehost_analysis.datastore import CorruptData
 from bridgehost_analysis.task import AnalysisTask, AnalysisTaskConfig
 
 CTX_TYPES = """
@@ -285,3 +286,23 @@ def test_a_datastore_that_is_a_file_is_named_as_such(tmp_path, make_task) -> Non
             "set datastore to the folder that holds scripts/ and results/"
         )
     ]
+
+
+def nested(depth: int) -> str:
+    return '{"deep": ' + "[" * depth + "]" * depth + "}"
+
+
+def test_deeply_nested_run_files_are_read_merged_or_named_never_a_crash(run, script, make_task, analyse) -> None:
+    name = script("good.py", "def calculate_results(ctx):\n    return {'max_force': 1.0}\n")
+    task = make_task(save_results=True)
+    # Nested deeper than to_json_value goes, not deeper than msgspec reads: read, and merged as it is.
+    (run.path / "results.json").write_text(nested(700))
+    assert analyse(task, run.request(name)) == {"max_force": 1.0}
+    saved = run.results()
+    assert saved["max_force"] == 1.0 and saved["deep"] == msgspec.json.decode(nested(700))["deep"]
+    # Deeper than anything reads: the file is named, as for any file that does not decode (not "the script raised").
+    (run.path / "results.json").write_text(nested(5000))
+    with pytest.raises(IOFailure, match=r"results\.json: nested too deeply"):
+        analyse(task, run.request(name))
+    with pytest.raises(CorruptData, match=r"results\.json: nested too deeply"):
+        run.results()

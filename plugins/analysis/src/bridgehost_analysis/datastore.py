@@ -26,6 +26,7 @@ import fcntl
 import functools
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -205,7 +206,11 @@ def _encode_object(value: Mapping[str, Any], what: str) -> bytes:
     """A dict file's bytes: checked plain JSON, indented for people who look."""
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
-    plain = to_json_value(dict(value), what)
+    return _format(to_json_value(dict(value), what))
+
+
+def _format(plain: dict[str, Any]) -> bytes:
+    """A dict of plain JSON values, as a dict file's bytes (indented)."""
     return msgspec.json.format(msgspec.json.encode(plain), indent=2) + b"\n"
 
 
@@ -353,8 +358,10 @@ class Run:
         self.create()
         with self._lock():  # read-modify-write: one merger at a time
             self._remove_temps()
+            # The saved values were decoded from JSON, so they are plain JSON already:
+            # not checked again (to_json_value goes less deep than msgspec reads).
             merged = {**self.results(), **new}
-            write_atomic(self.path / RESULTS_FILE, _encode_object(merged, "results"))
+            write_atomic(self.path / RESULTS_FILE, _format(merged))
         return merged
 
     def append_cycle(self, cycle: Mapping[str, Any]) -> None:
@@ -519,6 +526,9 @@ def _decode_object(data: bytes, where: str) -> dict[str, Any]:
         value = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string is the latter
         raise CorruptData(f"{where}: not valid JSON ({e}); rewrite it or remove it") from None
+    except RecursionError:  # msgspec's depth is Python's recursion limit (1000 frames in all)
+        raise CorruptData(f"{where}: nested too deeply to be read (arrays or objects inside each other "
+                          f"about {sys.getrecursionlimit()} levels deep); flatten it") from None
     if not isinstance(value, dict):
         raise CorruptData(f"{where}: expected a JSON object, found {type(value).__name__}")
     return value

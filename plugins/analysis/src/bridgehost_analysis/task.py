@@ -34,7 +34,7 @@ from bridgehost.jobs import Job, ReplyLimit
 from bridgehost.registry import Catalog
 from bridgehost.validation import validation_issue
 from bridgehost_analysis import sandbox
-from bridgehost_analysis.datastore import Datastore, DatastoreError, InvalidId, InvalidScript, check_id
+from bridgehost_analysis.datastore import Datastore, InvalidId, InvalidScript, check_id
 from bridgehost_analysis.hookspecs import ANALYSES, NamedAnalysis
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply, RunEnd
@@ -385,7 +385,7 @@ class AnalysisTask:
             try:
                 # A thread: fsync may take a while, the event loop must not wait for it.
                 await asyncio.to_thread(run.merge_results, value)
-            except (OSError, DatastoreError) as e:
+            except Exception as e:  # whatever failed, the result is in the reply, never lost
                 raise IOFailure(
                     f"the analysis succeeded but merging its result into {run.path} failed: {e}; "
                     "the result is in this reply's data; check the datastore's disk and permissions",

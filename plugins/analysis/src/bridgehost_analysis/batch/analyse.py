@@ -153,6 +153,9 @@ class Analyser:
             error = f"the run took longer than its timeout ({config.timeout_s} s) and was killed with its processes"
         except ZygoteFailed as e:  # twice in a row: the next run starts a new zygote again
             status, error = Status.CRASH, f"the analysis zygote failed: {e}"
+        except Exception as e:  # a bug of bridgehost on this run's files: this run's row, never the batch's end
+            log.exception("run %s failed in bridgehost", key)
+            status, error = Status.CRASH, f"bridgehost failed on this run ({type(e).__name__}: {e}); please report it"
         return Record(
             provenance=self.plan.provenance,
             status=status.name,

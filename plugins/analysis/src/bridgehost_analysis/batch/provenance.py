@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -111,14 +112,24 @@ def record_path(run_path: str | os.PathLike[str], provenance: Provenance) -> str
 
 
 def read_record(path: str | os.PathLike[str]) -> Record | None:
-    """The record at ``path``; ``None`` if there is none or it does not
-    decode (a record from a future version, a file edited by hand: the run
-    is then analysed again, which rewrites it)."""
+    """The record at ``path``; ``None`` if there is none, it cannot be read
+    (not a regular file, no permission) or it does not decode (a record from
+    a future version, a file edited by hand): the run is then analysed again,
+    and writing its record again succeeds or fails that run alone."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, NotADirectoryError):
+        # O_NONBLOCK: a FIFO in the record's place must not hold the batch.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     try:
         return _decode_record(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
