@@ -182,6 +182,26 @@ def test_symlink_out_of_scripts_is_rejected(run, store, tmp_path, make_task, ana
         analyse(make_task(), run.request("evil.py"))
 
 
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("a" * 300 + ".py", "File name too long"),  # longer than NAME_MAX (255)
+        ("a/" * 2100 + "x.py", "File name too long"),  # longer than PATH_MAX (4096)
+        ("loop.py", "loop"),  # a link to itself
+    ],
+)
+def test_a_script_name_the_file_system_refuses_is_rejected_naming_it(run, store, make_task, analyse, name, match) -> None:
+    store.scripts_dir.mkdir(exist_ok=True)
+    (store.scripts_dir / "loop.py").symlink_to("loop.py")
+    with pytest.raises(InvalidRequest, match=rf"script '{name[:20]}.*cannot be looked up in .*scripts.*{match}") as info:
+        analyse(make_task(), run.request(name))
+    assert info.value.status is Status.REJECTED  # the request's, not a CRASH of the host's code
+    from bridgehost_analysis.batch import BadBatch, Options, reanalyze
+
+    with pytest.raises(BadBatch, match=rf"--script: script '{name[:20]}.*cannot be looked up"):
+        reanalyze(Options(datastore=store.root, script=name, progress=False))
+
+
 def test_unknown_function_is_rejected(run, script, make_task, analyse) -> None:
     name = script("f.py", "def calculate_results(ctx):\n    return {}\ndef helper():\n    pass\n")
     with pytest.raises(InvalidRequest, match="defines no function 'nope'.*calculate_results, helper"):

@@ -219,6 +219,16 @@ def test_script_names_cannot_escape_the_scripts_folder(host, outside: Path, scri
     assert "escaped" not in str(answer.data)
 
 
+@pytest.mark.parametrize("script", ["x" * 300 + ".py", "a/" * 2100 + "x.py"])
+def test_a_script_name_too_long_for_the_file_system_is_rejected_not_a_crash(host, script: str) -> None:
+    with host.client() as client:
+        answer = client.call("hostile.quick", request(script), timeout_s=WAIT_S)
+        assert not answer.success and answer.data["status"] == "REJECTED", answer
+        assert "cannot be looked up" in answer.error_message and "File name too long" in answer.error_message
+        assert "traceback" not in answer.data  # nothing of the host's code is shown
+        assert client.call("hostile.quick", request("good.py"), timeout_s=WAIT_S).success
+
+
 def test_function_must_be_a_plain_name(host) -> None:
     with host.client() as client:
         answer = client.call(

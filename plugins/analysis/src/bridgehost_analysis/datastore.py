@@ -248,7 +248,8 @@ class Datastore:
         ``.py``. Refused with ``InvalidScript``: absolute paths, ``..``, and
         anything that, symlinks resolved, lands outside ``scripts/`` (itself
         resolved, so ``scripts/`` may be a link to a shared folder); also a
-        name that is no existing file.
+        name that is no existing file, or that the file system cannot look up
+        (longer than NAME_MAX or PATH_MAX, a link loop: path_resolution(7)).
         """
         if not isinstance(name, str) or not name or "\0" in name:
             raise InvalidScript(f"script must be a non-empty file name, got {name!r}")
@@ -260,14 +261,23 @@ class Datastore:
             )
         if rel.suffix != ".py":
             raise InvalidScript(f"script {name!r} is refused: scripts are Python files ending in '.py'")
-        scripts = self.scripts_dir.resolve()
-        path = (scripts / rel).resolve()
-        if not path.is_relative_to(scripts):
+        try:
+            scripts = self.scripts_dir.resolve()
+            path = (scripts / rel).resolve()
+            if not path.is_relative_to(scripts):
+                raise InvalidScript(
+                    f"script {name!r} is refused: it is a link that leads out of the scripts folder "
+                    f"{self.scripts_dir} (to {path}); put the script itself in the scripts folder"
+                )
+            is_file = path.is_file()
+        except (OSError, RuntimeError) as e:  # a name too long, a link loop (RuntimeError before Python 3.13)
+            shown = name if len(name) <= 80 else f"{name[:60]}...{name[-16:]} ({len(name)} characters)"
+            reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e).split(" from ", 1)[0]
             raise InvalidScript(
-                f"script {name!r} is refused: it is a link that leads out of the scripts folder "
-                f"{self.scripts_dir} (to {path}); put the script itself in the scripts folder"
-            )
-        if not path.is_file():
+                f"script '{shown}' cannot be looked up in {self.scripts_dir}: {reason}; "
+                "give the name of a .py file there"
+            ) from None
+        if not is_file:
             # The folder as configured, not resolved: that is where the user puts scripts.
             raise InvalidScript(f"script {name!r} not found in {self.scripts_dir}: put the .py file there")
         return path
