@@ -90,6 +90,17 @@ BAD_FRAMES = {
     "client sends response": ([dict(transaction_id=9, message_type="response")], 9, "sent by the host only"),
     "client sends broadcast": ([dict(transaction_id=10, message_type="broadcast")], 10, "sent by the host only"),
     "multipart": ([dict(transaction_id=11)] * 2, 11, "exactly one frame, received 2 payload frames"),
+    "nested too deeply keeps its tid": (  # 200 kB: deeper than msgspec's recursion goes (it raised RecursionError)
+        [b'{"transaction_id": 15, "timecode": 0, "topic": "echo", "message_type": "request", "data": '
+         + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+        15,
+        "nested too deeply",
+    ),
+    "nested too deeply after a bad field": (
+        [b'{"transaction_id": 16, "timecode": "noon", "topic": "echo", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+        16,
+        "field `timecode`: expected int",
+    ),
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from typing import Annotated, Any
 
 import msgspec
@@ -163,7 +164,8 @@ def encode(message: CommandMessage) -> bytes:
 def decode(frame: bytes | bytearray | memoryview) -> CommandMessage:
     """Parse one frame into a ``CommandMessage``.
 
-    Raises ``ProtocolError`` if the frame is not UTF-8 JSON, not an object,
+    Raises ``ProtocolError`` if the frame is not UTF-8 JSON (or nested
+    deeper than Python's recursion limit lets msgspec parse), not an object,
     lacks one of the required fields (transaction_id, timecode, topic,
     message_type) or has a field of the wrong type or range (a topic is at
     most ``MAX_TOPIC_LENGTH`` characters).
@@ -179,6 +181,12 @@ def decode(frame: bytes | bytearray | memoryview) -> CommandMessage:
             f"the frame is not valid JSON ({e}); send one UTF-8 JSON object per frame with {_FIELDS}; {_SEE}",
             scan_transaction_id(frame),
         ) from None
+    except RecursionError:  # msgspec recurses once per level, within Python's recursion limit
+        raise ProtocolError(
+            f"the frame is nested too deeply to parse (arrays or objects inside each other about "
+            f"{sys.getrecursionlimit()} levels deep); flatten its data; {_SEE}",
+            scan_transaction_id(frame),
+        ) from None
 
 
 def recover_ids(frame: bytes | bytearray | memoryview) -> tuple[int, str]:
@@ -187,7 +195,7 @@ def recover_ids(frame: bytes | bytearray | memoryview) -> tuple[int, str]:
     a field is absent or unusable."""
     try:
         obj = msgspec.json.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return scan_transaction_id(frame), ""
     if not isinstance(obj, dict):
         return 0, ""
