@@ -1,6 +1,6 @@
 """The epics trigger on a database that is not bridgehost.db: epics-bridge's
 README shape (tests/epics/epics_bridge.db), one IOC and one host for the
-module. The shipped db's Raw Soft Channel TaskStatus is covered in
+module; then databases that lack a record, an IOC and a host each. The shipped db's Raw Soft Channel TaskStatus is covered in
 test_trigger.py (test_completion_order_and_fresh_status_when_busy_drops)."""
 
 from __future__ import annotations
@@ -87,3 +87,65 @@ def test_string_waveform_log_pvs_get_the_lines_and_another_type_one_warning(rig)
     assert "Assign StringA" not in out and "WarningLog = " not in out  # no failed put
     warning = f"log PV {P}DebugLog is FTVL=DOUBLE"
     assert out.count(warning) == 1 and "log_pvs = false" in out.split(warning)[1].splitlines()[0]
+
+
+def _serve(tmp_path, start_host, db_text: str, target: str, trigger: str) -> tuple[SoftIoc, HostProcess]:
+    db = tmp_path / "ioc.db"
+    db.write_text(db_text)
+    ioc = SoftIoc(f"DB{uuid.uuid4().hex[:8].upper()}:", [db], tmp_path / "ioc.log", probe="Trigger")
+    ioc.start()
+    try:
+        return ioc, start_host(deployment(ioc.prefix, target, trigger=trigger), ioc.client_env)
+    except BaseException:
+        ioc.kill()
+        raise
+
+
+def test_a_database_without_busy_gets_an_error_naming_it_and_statuses_without_waiting_for_it(tmp_path, start_host):
+    """Busy missing (and TaskDuration a longin): before, nothing was said at
+    start, and each Busy write waited put_timeout_s before the writes after
+    it (TaskStatus, Trigger=0): with put_timeout_s 60, a status a minute late."""
+    text = (Path(__file__).parent / "no_log_pvs.db").read_text()
+    text = text.replace('record(bi, "$(P)Busy") {\n    field(ZNAM, "Idle")\n    field(ONAM, "Busy")\n}\n', "")
+    text = text.replace('record(ai, "$(P)TaskDuration") {\n    field(PREC, "3")\n', 'record(longin, "$(P)TaskDuration") {\n')
+    assert "Busy" not in text and "longin" in text
+    ioc, host = _serve(tmp_path, start_host, text, "fail", "put_timeout_s = 60\nlog_pvs = false")
+    P = ioc.prefix
+    try:
+        host.wait_output(f"ERROR   bridgehost_epics.trigger: {P}Busy does not answer, but the IOC does: is {P}Busy "
+                         "(a bi record: 1 while a put is pending, 0 once every status is written) in the database "
+                         f"loaded with P={P}?")
+        with ioc.client() as c:
+            watch = Watch(c, [P + "TaskStatus", P + "Trigger"])
+            watch.wait(lambda ev: len(ev) >= 2)
+            c.put(P + "Trigger", 1)
+            watch.wait(lambda ev: [int(v) for p, v, _ in ev if p.endswith("Trigger")][-2:] == [1, 0])
+            assert int(c.get(P + "TaskStatus")) == TASK_FAIL
+    finally:
+        ioc.kill()
+    out = host.output()
+    assert f"{P}TaskDuration holds integers (0): a run's seconds are written cut to a whole number" in out
+    assert f"put {P}Busy" not in out  # not tried, so no failure to report
+
+
+def test_refusals_on_a_database_without_refused_do_not_hold_the_status(tmp_path, start_host):
+    """A put storm in refuse mode on a database without Refused: before, each
+    refusal's write of Refused waited put_timeout_s ahead of the run's status
+    (a 0.5 s run with two refusals reported Busy=0 after 10 s)."""
+    text = (Path(__file__).parent / "no_log_pvs.db").read_text()
+    ioc, host = _serve(tmp_path, start_host, text, "slow",
+                       'params = {sleep_s = 0.5}\non_busy = "refuse"\nput_timeout_s = 60\nlog_pvs = false')
+    P = ioc.prefix
+    try:
+        host.wait_output(f"{P}Refused does not answer (an older database?): refusals are counted in the log only")
+        with ioc.client() as c:
+            watch = Watch(c, [P + "Busy"])
+            watch.wait(lambda ev: len(ev) >= 1)
+            for _ in range(20):
+                c.put(P + "Trigger", 1)
+            watch.wait(lambda ev: [int(v) for _, v, _ in ev][-2:] == [1, 0])
+    finally:
+        ioc.kill()
+    out = host.output()
+    assert out.count("SUCCESS in") == 1 and "19 refused so far" in out
+    assert f"put {P}Refused" not in out

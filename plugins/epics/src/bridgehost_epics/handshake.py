@@ -27,6 +27,10 @@ from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
 
+RECHECK_S = 30.0
+"""How often a PV marked absent (``PutQueue.mark_absent``) is looked for
+again, out of the queue's order, when a write to it is skipped."""
+
 OnEvents = Callable[[int, bool], None]
 """``on_events(n, at_connect)``: ``n`` new puts of 1; ``at_connect`` is True
 for a Trigger found set when the monitor (re)connected to a fresh record."""
@@ -146,6 +150,14 @@ class PutQueue:
     the PV and the reason and does not stop the ones after it. ``optional``
     PVs (absent from some databases) warn once, then only at DEBUG until they
     succeed again. ``stop()`` ends the retries.
+
+    A PV the owner marked absent (``mark_absent``: the IOC answers, this PV
+    does not) is not waited for: its writes are skipped at once (DEBUG), so
+    one missing record cannot hold every later write for ``timeout_s``;
+    it is looked for again, out of order, at most every ``RECHECK_S``
+    seconds when a write to it is skipped, and by any ``connect``. When it
+    answers, the last value skipped is written (queued then: it is the state
+    by then, and the writes before it were made).
     """
 
     def __init__(self, ctxt: Context, timeout_s: float):
@@ -156,13 +168,18 @@ class PutQueue:
         self._quiet: set[str] = set()
         self._answered: set[str] = set()
         """PVs that answered a write or a ``connect``: a write to one that gets no answer is retried."""
+        self._absent: dict[str, float] = {}
+        """PVs marked absent -> loop time they were last looked for."""
+        self._checks: set[asyncio.Future[Any]] = set()
+        self._skipped: dict[str, Any] = {}
+        """PV marked absent -> the last value a write to it skipped."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bridgehost-epics-puts")
 
     def put(self, pv: str, value: Any, *, optional: bool = False) -> Awaitable[bool]:
         """Queue a write; the returned future is True once it succeeded.
 
         ``value`` may be a callable without arguments: it is called just
-        before the write, so a value that changes often (a location) can be
+        before the write (or its skip), so a value that changes often (a location) can be
         queued once and written as it is by then."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((pv, value, optional, done))
@@ -184,9 +201,22 @@ class PutQueue:
                 self._answered.discard(pv)  # the IOC answers and lacks it (perhaps after a restart with another database)
                 return e
             self._answered.add(pv)
+            if self._absent.pop(pv, None) is not None:
+                log.warning("%s answers now: writing it again", pv)
+                if pv in self._skipped:
+                    self.put(pv, self._skipped.pop(pv))
             return value
 
         return dict(zip(pvs, await asyncio.gather(*(one(pv) for pv in pvs)), strict=True))
+
+    def mark_absent(self, pvs: list[str]) -> None:
+        """Skip writes to ``pvs`` until a ``connect`` finds them (see the class)."""
+        now = asyncio.get_running_loop().time()
+        for pv in pvs:
+            self._absent[pv] = now
+
+    def is_absent(self, pv: str) -> bool:
+        return pv in self._absent
 
     async def drain(self) -> None:
         """Wait until every write asked so far is done."""
@@ -195,6 +225,8 @@ class PutQueue:
     def stop(self) -> None:
         """Stop writing now; writes still queued (or being retried) are dropped."""
         self._task.cancel()
+        for check in self._checks:
+            check.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -207,6 +239,16 @@ class PutQueue:
 
     async def _write(self, pv: str, value: Any, optional: bool) -> bool:
         loop = asyncio.get_running_loop()
+        if pv in self._absent:
+            # called even so: its owner may count on the call (a value queued once)
+            self._skipped[pv] = value() if callable(value) else value
+            if loop.time() - self._absent[pv] >= RECHECK_S:
+                self._absent[pv] = loop.time()
+                check = asyncio.ensure_future(self.connect([pv]))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+            log.debug("put %s skipped: it did not answer when looked for (absent from the database?)", pv)
+            return False
         first = loop.time()
         attempts = 0
         while True:

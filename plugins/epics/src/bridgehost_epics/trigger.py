@@ -35,7 +35,7 @@ from bridgehost.host import HostState
 from bridgehost.jobs import Outcome, Request, Status
 from bridgehost_epics import steps as step_control
 from bridgehost_epics import transport as pva
-from bridgehost_epics.handshake import CountedPuts, PutQueue
+from bridgehost_epics.handshake import RECHECK_S, CountedPuts, PutQueue
 from bridgehost_epics.logpvs import LogPVs
 from bridgehost_epics.names import PVInterface, StandardPVs
 
@@ -45,6 +45,15 @@ OPTIONAL_GRACE_S = 0.5
 """At start, how long the optional PVs (log, step control, Refused) may take
 after the required ones answered; one the database lacks then connects on
 first use (its write fails and is logged, as before)."""
+
+EXPECTED = {
+    "busy": "a bi record: 1 while a put is pending, 0 once every status is written",
+    "trigger": "the bo record clients put 1 to",
+    "task_duration": "an ai record: the seconds the last run took",
+    "trigger_count": "a calc record counting Trigger's puts; trigger_count = false for a database without it",
+    "task_status": "an mbbi record: how the last run ended",
+}
+"""What each record the handshake writes is, for the error naming one the IOC lacks."""
 
 if TYPE_CHECKING:
     from bridgehost.host import Host
@@ -120,6 +129,7 @@ class EpicsTrigger:
         self._reconnect: asyncio.Future[None] | None = None
         self._connecting: list[asyncio.Future[Any]] = []  # optional PVs still connecting after the grace
         self._held = 0  # puts to serve once the host runs (host_started)
+        self._refused_queued = False
 
     async def start(self) -> None:
         """Connect the channels the handshake writes (and the one the trigger
@@ -151,10 +161,15 @@ class EpicsTrigger:
 
     async def _connect(self) -> bool:
         """Connect the channels of every PV the trigger writes (a PV the
-        database lacks, such as a log PV, does not hold this up: the others
-        of the same IOC connect together), find TaskStatus's device support
-        through its ``DTYP`` field (``_status_pv``), and tell the log PVs
-        their records' forms. True if the IOC answered; never raises."""
+        database lacks does not hold this up: the others of the same IOC
+        connect together, and it gets ``OPTIONAL_GRACE_S`` more), find
+        TaskStatus's device support through its ``DTYP`` field
+        (``_status_pv``; a database without TaskStatus holds this up for
+        ``put_timeout_s``, as a wrong guess would write statuses nobody sees),
+        and tell the log PVs their records' forms. A PV that has not answered
+        ``OPTIONAL_GRACE_S`` after the others is absent (``_absent``): an
+        ERROR for a record of the handshake, a WARNING for Refused. True if
+        the IOC answered; never raises."""
         assert self._writer is not None
         pvs = self.pvs
         required = [pvs.busy, pvs.trigger, pvs.task_duration, pvs.task_status_dtyp]
@@ -165,23 +180,55 @@ class EpicsTrigger:
             optional += self._log_pvs.pvs_written()
         if self.steps is not None:
             optional += [pvs.state, pvs.location, pvs.control_answer, pvs.pause, pvs.resume, pvs.halt]
-        extra = {pv: asyncio.ensure_future(self._writer.connect([pv])) for pv in optional}
-        self._connecting = list(extra.values())
-        values = await self._writer.connect(required)
-        missing = [pv for pv in required if isinstance(values[pv], Exception)]
-        if len(missing) == len(required):
+        futures = {pv: asyncio.ensure_future(self._writer.connect([pv])) for pv in [*required, *optional]}
+        self._connecting = list(futures.values())
+        waiting = {futures[pv] for pv in required}
+        answered = False
+        while waiting and not answered:  # until one required PV answers, or none will
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            answered = any(not isinstance(next(iter(f.result().values())), Exception) for f in done)
+        if not answered:
             log.warning("%s: the IOC did not answer within put_timeout_s (%s s): starting anyway; "
                         "the trigger serves puts once it answers", pvs.trigger, self.config.put_timeout_s)
-            for future in extra.values():
+            for future in futures.values():
                 future.cancel()
             return False
-        self._set_status_pv(values[pvs.task_status_dtyp])
-        await self._writer.connect([self._status_pv])
-        # what the database has answers with the rest; give the optional PVs that long again
-        await asyncio.wait(extra.values(), timeout=OPTIONAL_GRACE_S)
+        dtyp = (await futures[pvs.task_status_dtyp])[pvs.task_status_dtyp]  # TaskStatus answers with the rest
+        self._set_status_pv(dtyp)
+        futures[self._status_pv] = asyncio.ensure_future(self._writer.connect([self._status_pv]))
+        self._connecting.append(futures[self._status_pv])
+        # what the database has answers with the rest; give the others that long again
+        await asyncio.wait(futures.values(), timeout=OPTIONAL_GRACE_S)
+        for pv, future in futures.items():
+            # not answered yet while the IOC does: absent (the database lacks it) until it answers;
+            # DTYP's absence is TaskStatus's, and _set_status_pv said so
+            if pv != pvs.task_status_dtyp and (not future.done() or isinstance(future.result()[pv], TimeoutError)):
+                self._absent(pv)
+        duration = futures[pvs.task_duration].result()[pvs.task_duration] if futures[pvs.task_duration].done() else None
+        if isinstance(duration, int):
+            log.warning("%s holds integers (%r): a run's seconds are written cut to a whole number (a 0.3 s run "
+                        "reads 0); make it an ai record, as in bridgehost.db", pvs.task_duration, duration)
         if self._log_pvs is not None:
-            await self._log_pvs.learn({pv: future.result()[pv] for pv, future in extra.items() if future.done()})
+            await self._log_pvs.learn({pv: future.result()[pv] for pv, future in futures.items() if future.done()})
         return True
+
+    def _absent(self, pv: str) -> None:
+        """``pv`` does not answer while the IOC does: the database lacks it.
+        Its writes are skipped (``PutQueue.mark_absent``) instead of each
+        waiting ``put_timeout_s`` and holding every write after it; if it
+        answers after all, it gets the last value skipped."""
+        assert self._writer is not None
+        self._writer.mark_absent([pv])
+        expected = {self.pvs.busy: "busy", self.pvs.trigger: "trigger", self.pvs.task_duration: "task_duration",
+                    self.pvs.trigger_count: "trigger_count", self._status_pv: "task_status"}
+        if pv in expected:
+            log.error("%s does not answer, but the IOC does: is %s (%s) in the database loaded with P=%s? "
+                      "bridgehost does not write it (no wait of put_timeout_s each) and looks for it again every "
+                      "%.0f s; clients cannot rely on it until then", pv, pv, EXPECTED[expected[pv]],
+                      self.config.prefix, RECHECK_S)
+        elif pv == self.pvs.refused:
+            log.warning("%s does not answer (an older database?): refusals are counted in the log only",
+                        self.pvs.refused)
 
     async def _arm(self) -> None:
         """Wait (up to ``put_timeout_s``) for the monitor's first value and its
@@ -303,7 +350,13 @@ class EpicsTrigger:
         self.refused += 1
         log.warning("%s put #%s refused: %s (%d refused so far, in %s)", self.pvs.trigger, ref, reason,
                     self.refused, self.pvs.refused)
-        self._writer.put(self.pvs.refused, self.refused, optional=True)
+        if not self._refused_queued:  # one write at a time, of the count by then: a put storm queues no more
+            self._refused_queued = True
+            self._writer.put(self.pvs.refused, self._refused_value, optional=True)
+
+    def _refused_value(self) -> int:
+        self._refused_queued = False
+        return self.refused
 
     def _finished(self, ref: str, outcome: Outcome) -> None:
         assert self._writer is not None
