@@ -16,6 +16,7 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from bridgehost_ipc.peers import Connections
 from bridgehost_ipc.protocol import CommandMessage, MessageType, decode
 from bridgehost_ipc.transport import TransportError, ZmqTransport, ZmqTransportConfig
 
@@ -518,3 +519,25 @@ def test_check_warns_when_max_connections_is_past_the_open_files_limit(rig, monk
     assert len(warnings) == 1
     assert "max_connections = 4096" in warnings[0] and "only 1024 files" in warnings[0]
     assert "lower max_connections to 768" in warnings[0]
+
+
+def test_connections_being_closed_are_not_counted_again_and_the_oldest_client_is_kept_last():
+    """Between the transport's shutdown(2) of a connection and libzmq's
+    report that it closed, the descriptor is still a socket on the endpoint:
+    counting it had the bound close a client being served (seen 2 times in
+    80 under load). Eviction order: silent connections oldest first, then
+    the newest of those that spoke."""
+    connections = Connections()
+    for fd in (10, 11, 12, 13):
+        connections.event(zmq.EVENT_ACCEPTED, fd)
+    connections.heard(b"client", 10)
+    connections.heard(b"dealer", 13)
+    assert connections.eviction_order() == [11, 12, 13, 10]
+    connections.closing(11)
+    connections.closing(12)
+    assert connections.open == 2
+    assert connections.eviction_order() == [13, 10]
+    connections.event(zmq.EVENT_DISCONNECTED, 11)
+    connections.event(zmq.EVENT_ACCEPTED, 12)  # libzmq closed 12 (event lost) and a new connection reuses the number
+    assert connections.open == 3
+    assert connections.eviction_order() == [12, 13, 10]

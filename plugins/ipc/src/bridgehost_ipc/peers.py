@@ -40,14 +40,17 @@ class Connections:
         self._by_fd: dict[int, int] = {}  # open descriptor -> connection serial
         self._ids: dict[int, set[bytes]] = {}  # connection serial -> routing ids heard on it
         self._conn_of: dict[bytes, int] = {}  # routing id -> connection serial
+        self._closing: set[int] = set()  # descriptors shut down by the transport, not yet reported closed
 
     def event(self, event: int, fd: int) -> list[bytes]:
         """Apply a monitor event; the routing ids that are gone (for ``DISCONNECTED``)."""
         if event == zmq.EVENT_ACCEPTED:
             self._serial += 1
             self._by_fd[fd] = self._serial
+            self._closing.discard(fd)
             return []
         if event == zmq.EVENT_DISCONNECTED:
+            self._closing.discard(fd)
             conn = self._by_fd.pop(fd, None)
             gone = self._ids.pop(conn, set()) if conn is not None else set()
             for identity in gone:
@@ -74,8 +77,14 @@ class Connections:
 
     @property
     def open(self) -> int:
-        """Connections accepted and not yet seen closed."""
-        return len(self._by_fd)
+        """Connections accepted and not yet seen closed, less those being closed."""
+        return len(self._by_fd) - len(self._closing)
+
+    def closing(self, fd: int) -> None:
+        """The transport shut ``fd``'s connection down: libzmq closes the
+        descriptor in its own time; until then it is not counted in ``open``."""
+        if fd in self._by_fd:
+            self._closing.add(fd)
 
     def descriptors(self) -> list[int]:
         """The descriptors of the connections counted in ``open``."""
@@ -86,7 +95,7 @@ class Connections:
         connections closes them: those no message came in on yet (a client
         that connects and says nothing, or never completes its handshake),
         oldest first; then the others, newest first."""
-        by_age = sorted(self._by_fd.items(), key=lambda item: item[1])
+        by_age = sorted((item for item in self._by_fd.items() if item[0] not in self._closing), key=lambda item: item[1])
         silent = [fd for fd, conn in by_age if conn not in self._ids]
         heard = [fd for fd, conn in reversed(by_age) if conn in self._ids]
         return silent + heard

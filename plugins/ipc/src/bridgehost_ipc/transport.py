@@ -432,6 +432,7 @@ class ZmqTransport:
             peer = listener.close(fd)
             if peer is None:
                 continue
+            self.connections.closing(fd)
             excess -= 1
             self.connections_refused += 1
             self.lines.warning(
