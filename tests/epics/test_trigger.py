@@ -253,3 +253,32 @@ def test_an_ioc_that_stalls_while_the_outcome_is_written_gets_it_in_order_once_i
         assert int(c.get(P + "TaskStatus")) == TASK_FAIL
         assert c.get(P + "Trigger") == 0
     assert f"put {P}TaskStatus.RVAL = 1 done after" in host.output()
+
+
+def test_an_ioc_restarted_during_a_run_shows_trigger_and_busy_set_until_its_status(ioc, start_host, tmp_path):
+    """A restarted IOC comes back with Trigger=0 and Busy=0 while the run
+    it asked for still runs: a client waiting for Trigger=0 (epics-bridge's)
+    would read the default TaskStatus as the run's. bridgehost sets both to
+    1 again, and its own put of 1 to Trigger is not taken for a client's."""
+    i = ioc()
+    P = i.prefix
+    go = tmp_path / "go"
+    host = start_host(deployment(P, "fail_when", trigger=f'params = {{file = "{go}"}}\nput_timeout_s = 1'),
+                      i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "Busy"])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [1])
+        watch.close()
+    i.kill()
+    i.start()  # same ports, records at their defaults
+    with i.client() as c:
+        watch = Watch(c, [P + "Trigger", P + "Busy"])
+        watch.wait(lambda ev: {p[len(P):] for p, v, _ in ev if int(v) == 1} == {"Trigger", "Busy"})
+        go.touch()
+        watch.wait(lambda ev: [int(v) for p, v, _ in ev if p.endswith("Trigger")][-1:] == [0])
+        assert int(c.get(P + "TaskStatus")) == TASK_FAIL
+        assert int(c.get(P + "Busy")) == 0
+    wait_runs(host, 1)
+    assert runs(host) == 1  # the restored Trigger=1 ran nothing
+    assert "put(s) to" not in host.output()

@@ -52,6 +52,11 @@ class CountedPuts:
     ``armed`` is set once the first value has come and these rules have been
     applied: from then on a put of 1 is an event like any other. Before,
     a put could be taken for a Trigger left at 1 before the connection.
+
+    ``own_put()`` before the owner puts 1 to ``trigger_pv`` itself (to set
+    it again on a restarted IOC): that put is not an event. Only with
+    ``count_pv``, which counts every put; without it a put of 1 to a record
+    already 1 posts no update to discount.
     """
 
     def __init__(self, ctxt: Context, trigger_pv: str, count_pv: str | None, on_events: OnEvents,
@@ -65,7 +70,21 @@ class CountedPuts:
         self._last: float | None = None  # the counter (or Trigger stamp) at the last update
         self._fresh = True
         self._subscription: Any = None
+        self._own = 0  # the owner's own puts of 1 still to come: not events
         self.armed = asyncio.Event()
+
+    def own_put(self) -> None:
+        """The owner is about to put 1 to the trigger PV: not an event."""
+        self._own += 1
+
+    def own_put_failed(self) -> None:
+        """That put did not happen after all."""
+        self._own = max(0, self._own - 1)
+
+    def _not_own(self, n: int) -> int:
+        own = min(n, self._own)
+        self._own -= own
+        return n - own
 
     def start(self) -> None:
         pv = self.count_pv or self.trigger_pv
@@ -103,7 +122,7 @@ class CountedPuts:
         count = float(value)
         new = int(count - (self._last or 0.0))
         self._last = count
-        if new > 0:
+        if new > 0 and (new := self._not_own(new)):
             self.on_events(new, False)
 
     async def _connected(self, value: Any) -> None:

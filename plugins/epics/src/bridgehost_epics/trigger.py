@@ -303,9 +303,17 @@ class EpicsTrigger:
                 writer.stop()
 
     def _on_connect(self) -> None:
-        assert self._writer is not None
-        if self.pending:  # a restarted IOC forgot we are busy
+        assert self._writer is not None and self._events is not None
+        if self.pending:  # a restarted IOC forgot we are busy: Busy and Trigger are 1 until every status is in
             self._writer.put(self.pvs.busy, 1)
+        if self.pending and self.config.trigger_count:
+            # A put processes Trigger, and TriggerCount counts it: not a put to serve. (A put without
+            # processing would post no monitor: clients waiting for Trigger=0 would not see it back at 1.
+            # Without TriggerCount, a put of 1 to a Trigger still 1 posts nothing to tell it from a client's.)
+            events = self._events
+            events.own_put()
+            done = asyncio.ensure_future(self._writer.put(self.pvs.trigger, 1))
+            done.add_done_callback(lambda f: None if f.cancelled() or f.result() else events.own_put_failed())
         self._connections += 1
         if self._connections > 1 or not self._answered:
             # a reconnection (perhaps to a restarted IOC with another database), or the IOC was away at start
