@@ -42,9 +42,9 @@ from bridgehost_epics.names import PVInterface, StandardPVs
 STOP_DRAIN_S = 10.0
 """How long ``stop()`` waits for the last outcomes' PV writes."""
 OPTIONAL_GRACE_S = 0.5
-"""At start, how long the optional PVs (log, step control, Refused) may take
-after the required ones answered; one the database lacks then connects on
-first use (its write fails and is logged, as before)."""
+"""At start, how long the other PVs may take after the first required one
+answered; one that has not answered by then is absent (``_absent``): its
+writes are skipped until it answers."""
 
 EXPECTED = {
     "busy": "a bi record: 1 while a put is pending, 0 once every status is written",
