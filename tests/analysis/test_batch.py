@@ -425,3 +425,25 @@ def test_odd_files_in_a_run_fail_that_run_only(tmp_path: Path) -> None:
     assert store.run("acme", "traction", "r01").results()["n"] == 1  # merged beside the deep value
     assert "results.json: nested too deeply" in rows["r02"]["error"]
     assert f"its record {record} could not be written" in rows["r04"]["error"]
+
+
+def test_save_past_max_saved_results_mb_fails_that_run_alone(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "ds", {"acme": 3})
+    big = store.run("acme", "traction", "r01")
+    big.save_results({"history": "x" * ((1 << 20) - 40)})  # one more merge takes it past 1 MiB
+    before = (big.path / "results.json").read_bytes()
+    out = tmp_path / "o.jsonl"
+    args = [str(store.root), "--script", "count.py", "--save", "--max-saved-results-mb", "1", "--workers", "2",
+            "--output", str(out), "--no-progress"]
+    done = cli(*args)
+    assert done.returncode == 1, done.stderr
+    rows = {r["run"]: r for r in rows_of(out)}
+    assert [rows[f"acme/traction/r0{i}"]["status"] for i in range(3)] == ["SUCCESS", "IO_FAILURE", "SUCCESS"]
+    error = rows["acme/traction/r01"]["error"]
+    assert str(big.path / "results.json") in error and "would become" in error
+    assert f"max_saved_results_bytes ({1 << 20} bytes)" in error and "raise --max-saved-results-mb" in error
+    assert (big.path / "results.json").read_bytes() == before
+    assert rows["acme/traction/r01"]["n"] == 1  # the result is in its row, as in an online reply
+    assert store.run("acme", "traction", "r00").results()["n"] == 1
+    bad = cli(*args[:-5], "--max-saved-results-mb", "0")
+    assert bad.returncode == 2 and "--max-saved-results-mb: 0 is out of range" in bad.stderr, bad.stderr

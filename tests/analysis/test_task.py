@@ -275,7 +275,7 @@ def test_plugin_registers_the_analysis_kind() -> None:
 def test_failed_merge_is_an_io_failure_with_the_result(run, script, make_task, analyse, monkeypatch) -> None:
     name = script("good.py", "def calculate_results(ctx):\n    return {'max_force': 1.0}\n")
 
-    def broken(self, results):
+    def broken(self, results, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(type(run), "merge_results", broken)
@@ -326,3 +326,34 @@ def test_deeply_nested_run_files_are_read_merged_or_named_never_a_crash(run, scr
         analyse(task, run.request(name))
     with pytest.raises(CorruptData, match=r"results\.json: nested too deeply"):
         run.results()
+
+
+def test_a_merge_past_max_saved_results_bytes_is_refused_and_leaves_results_json_as_it_was(
+    run, script, make_task, analyse
+) -> None:
+    # A script returning a new key on every request grew results.json by its
+    # result each time, without bound (and the host read and rewrote it all).
+    name = script("grow.py", "import uuid\ndef calculate_results(ctx):\n    return {str(uuid.uuid4()): 'x' * 3000}\n")
+    task = make_task(save_results=True, max_saved_results_bytes=8192)
+    for _ in range(2):
+        analyse(task, run.request(name))
+    saved = (run.path / "results.json").read_bytes()
+    assert 6000 < len(saved) <= 8192 and len(run.results()) == 3
+    for _ in range(2):
+        with pytest.raises(IOFailure) as info:
+            analyse(task, run.request(name))
+        message = str(info.value)
+        assert str(run.path / "results.json") in message and "would become" in message
+        assert "max_saved_results_bytes (8192 bytes)" in message and "raise max_saved_results_bytes" in message
+        assert list(info.value.data["result"].values()) == ["x" * 3000]  # the result is in the reply
+        assert (run.path / "results.json").read_bytes() == saved
+    # One already over the bound (written by another writer) is refused without being read.
+    run.save_results({"big": "y" * 9000})
+    before = (run.path / "results.json").read_bytes()
+    with pytest.raises(IOFailure, match="is already 90[0-9]{2} bytes, over max_saved_results_bytes"):
+        analyse(task, run.request(name))
+    assert (run.path / "results.json").read_bytes() == before
+    for bad in (1023, (1 << 30) + 1):
+        with pytest.raises(msgspec.ValidationError, match="max_saved_results_bytes"):
+            msgspec.convert({"kind": "analysis", "name": "t", "max_saved_results_bytes": bad}, AnalysisTaskConfig)
+    assert msgspec.convert({"kind": "analysis", "name": "t"}, AnalysisTaskConfig).max_saved_results_bytes == 64 << 20

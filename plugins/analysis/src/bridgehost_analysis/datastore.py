@@ -83,6 +83,17 @@ class CorruptData(DatastoreError):
     """A file of a run exists but cannot be read as what it should be."""
 
 
+class ResultsTooLarge(DatastoreError):
+    """A merge would make ``results.json`` larger than its bound (or it is
+    larger already): nothing was written. ``path`` is the file, ``size`` the
+    bytes it would have (or has), ``limit`` the bound, both in bytes."""
+
+    def __init__(self, path: Path, size: int, limit: int, *, already: bool = False):
+        self.path, self.size, self.limit, self.already = path, size, limit, already
+        what = "is already" if already else "would become"
+        super().__init__(f"{path} {what} {size} bytes, over the bound of {limit} bytes; nothing was written")
+
+
 def check_id(field: str, value: object) -> str:
     """Return ``value`` if it is a str matching ``ID_PATTERN``, else raise
     ``InvalidId`` naming ``field`` (``"run_id"``, ``"trace name"``)."""
@@ -360,18 +371,30 @@ class Run:
             self._remove_temps()
             write_atomic(self.path / RESULTS_FILE, data)
 
-    def merge_results(self, results: Mapping[str, Any]) -> dict[str, Any]:
+    def merge_results(self, results: Mapping[str, Any], *, max_bytes: int | None = None) -> dict[str, Any]:
         """Update the saved results with the keys of ``results`` (a shallow
         merge: a key given replaces the saved value) and return the merged
-        dict. Nothing is written if ``results`` is not plain JSON."""
+        dict. Nothing is written if ``results`` is not plain JSON
+        (``NotJSONError``), nor, with ``max_bytes``, if the merged file would
+        be larger than ``max_bytes`` bytes (``ResultsTooLarge``; a saved file
+        larger than that already is refused before it is read)."""
         new = to_json_value(dict(results), "results")
         self.create()
+        path = self.path / RESULTS_FILE
         with self._lock():  # read-modify-write: one merger at a time
             self._remove_temps()
+            if max_bytes is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    if size > max_bytes:
+                        raise ResultsTooLarge(path, size, max_bytes, already=True)
             # The saved values were decoded from JSON, so they are plain JSON already:
             # not checked again (to_json_value goes less deep than msgspec reads).
             merged = {**self.results(), **new}
-            write_atomic(self.path / RESULTS_FILE, _format(merged))
+            data = _format(merged)
+            if max_bytes is not None and len(data) > max_bytes:
+                raise ResultsTooLarge(path, len(data), max_bytes)
+            write_atomic(path, data)
         return merged
 
     def append_cycle(self, cycle: Mapping[str, Any]) -> None:

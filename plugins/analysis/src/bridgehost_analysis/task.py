@@ -34,7 +34,7 @@ from bridgehost.jobs import Job, ReplyLimit
 from bridgehost.registry import Catalog
 from bridgehost.validation import validation_issue
 from bridgehost_analysis import sandbox
-from bridgehost_analysis.datastore import Datastore, InvalidId, InvalidScript, check_id
+from bridgehost_analysis.datastore import RESULTS_FILE, Datastore, InvalidId, InvalidScript, ResultsTooLarge, check_id
 from bridgehost_analysis.hookspecs import ANALYSES, NamedAnalysis
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.protocol import ChildSpec, Limits, RawData, Reply, RunEnd
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from bridgehost.host import Host
 
 MiB = 1 << 20
+MAX_SAVED_RESULTS_BYTES = 1 << 30
+"""The highest ``max_saved_results_bytes`` accepted: 1 GiB (a merge holds
+the decoded file, several times its size, in the host's memory)."""
 MAX_PREFORK = 64
 """The most children a zygote keeps waiting, whatever the concurrency."""
 log = logging.getLogger(__name__)
@@ -81,6 +84,12 @@ class AnalysisTaskConfig(TaskConfig, kw_only=True, forbid_unknown_fields=True):
     whose trigger bounds its reply (``Request.reply_limit``) gets the smaller
     of the two, so a result too large for its reply is refused in the child,
     before anything is saved."""
+    max_saved_results_bytes: Annotated[int, msgspec.Meta(ge=1024, le=MAX_SAVED_RESULTS_BYTES)] = 64 * MiB
+    """With ``save_results``: the largest ``results.json`` a merge may
+    leave, in bytes (as written, indented). Each merge reads and rewrites
+    the whole file, so this bounds the host's memory, time and disk per
+    request; a merge that would pass it is refused (IO_FAILURE, the result
+    in the reply's data) and the file is left as it was."""
     output_kept_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024
     """How much of the end of the script's stdout/stderr is kept, for error
     messages and the host's DEBUG log (was ``max_output_bytes``)."""
@@ -217,6 +226,9 @@ class AnalysisTask:
     configured ``script`` that is not in ``scripts/``. ``warm_children``:
     see ``Limits.warm`` (``bridgehost reanalyze`` turns it off).
     """
+
+    saved_limit_setting = "max_saved_results_bytes in the task's config"
+    """Where ``max_saved_results_bytes`` is set, for messages (``reanalyze``: its option)."""
 
     def __init__(self, config: AnalysisTaskConfig, host: Host, *, warm_children: bool = True):
         self.config = config
@@ -384,7 +396,16 @@ class AnalysisTask:
             value = msgspec.json.decode(result)
             try:
                 # A thread: fsync may take a while, the event loop must not wait for it.
-                await asyncio.to_thread(run.merge_results, value)
+                await asyncio.to_thread(run.merge_results, value, max_bytes=self.config.max_saved_results_bytes)
+            except ResultsTooLarge as e:  # a script adding new keys on every request: a bound, not a disk error
+                raise IOFailure(
+                    f"the analysis succeeded but its result was not saved: {e.path} "
+                    f"{'is already' if e.already else 'would become'} {e.size} bytes, over "
+                    f"max_saved_results_bytes ({e.limit} bytes); the result is in this reply's data and "
+                    f"{RESULTS_FILE} is unchanged; raise {self.saved_limit_setting}, or have the script return "
+                    "the same keys each time rather than new ones",
+                    data={"result": value},
+                ) from e
             except Exception as e:  # whatever failed, the result is in the reply, never lost
                 raise IOFailure(
                     f"the analysis succeeded but merging its result into {run.path} failed: {e}; "

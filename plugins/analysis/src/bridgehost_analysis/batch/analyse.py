@@ -111,6 +111,8 @@ class Analyser:
         host = cast("Host", _Host(plugins if plugins is not None else _NoPlugins()))
         # No warm-up in waiting children (``Limits.warm``): a batch takes them at once.
         self.tasks = [AnalysisTask(plan.task, host, warm_children=False) for _ in range(max(1, zygotes))]
+        for task in self.tasks:
+            task.saved_limit_setting = "--max-saved-results-mb"
         self.results = str(self.tasks[0].store.results_dir)
         self.record_name = record_name(plan.provenance)
 
@@ -148,6 +150,7 @@ class Analyser:
             status, error = Status.SUCCESS, ""
         except JobError as e:
             status, error = e.status, str(e)
+            result = e.data.get("result") if status is Status.IO_FAILURE else None  # a failed save keeps it
         except TimeoutError:
             status = Status.TIMEOUT
             error = f"the run took longer than its timeout ({config.timeout_s} s) and was killed with its processes"
@@ -163,7 +166,7 @@ class Analyser:
             started_utc=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             duration_s=round(time.perf_counter() - t0, 6),
             saved=config.save_results and status is Status.SUCCESS,
-            result=msgspec.Raw(msgspec.json.encode(result) if status is Status.SUCCESS else b"null"),
+            result=msgspec.Raw(msgspec.json.encode(result) if status is Status.SUCCESS or result is not None else b"null"),
         )
 
     def record(self, key: RunKey, record: Record) -> Row:

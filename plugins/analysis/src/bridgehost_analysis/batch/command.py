@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--timeout", metavar="S", type=float, default=60.0, help="wall-clock seconds one run may take (default 60)")
     how.add_argument("--memory-limit-mb", metavar="MB", type=int, default=2048, help="address-space limit of each run (default 2048)")
     how.add_argument("--save", action="store_true", help="merge each result into its run's results.json")
+    how.add_argument("--max-saved-results-mb", metavar="MB", type=int, default=64, help="with --save: the largest results.json a merge may leave (default 64)")
     how.add_argument("--force", action="store_true", help="analyse again runs already analysed by the same script and parameters")
     where = parser.add_argument_group("where")
     where.add_argument("--workers", metavar="N", type=int, help="runs at once (default: the number of CPUs; with --scheduler: per Dask worker)")
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         memory_limit_mb=args.memory_limit_mb,
         save=args.save,
+        max_saved_results_mb=args.max_saved_results_mb,
         force=args.force,
         workers=args.workers,
         scheduler=args.scheduler,

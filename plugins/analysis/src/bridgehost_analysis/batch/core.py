@@ -44,7 +44,7 @@ from bridgehost_analysis.datastore import Datastore, InvalidScript
 from bridgehost_analysis.hookspecs import ANALYSES
 from bridgehost_analysis.jsonvalue import NotJSONError, to_json_value
 from bridgehost_analysis.runner import ZygoteFailed
-from bridgehost_analysis.task import AnalysisTaskConfig, check_function
+from bridgehost_analysis.task import MAX_SAVED_RESULTS_BYTES, AnalysisTaskConfig, MiB, check_function
 
 log = logging.getLogger("bridgehost.reanalyze")
 GRACE_S = 5.0
@@ -101,6 +101,9 @@ class Options:
     output: Path | None = None
     progress: bool | None = None
     memory_limit_mb: int = 2048
+    max_saved_results_mb: int = 64
+    """With ``save``: the largest ``results.json`` a merge may leave, MiB
+    (the task's ``max_saved_results_bytes``)."""
     task: dict[str, Any] = field(default_factory=dict)
     """More keys of the ``analysis`` task's config (``cpu_limit_s``,
     ``raw_data``, ``preload``, ...), as in a ``[[tasks]]`` table."""
@@ -239,12 +242,16 @@ class Batch:
             "timeout_s": options.timeout_s,
             "save_results": options.save,
             "memory_limit_mb": options.memory_limit_mb,
+            "max_saved_results_bytes": options.max_saved_results_mb * MiB,
             **options.task,
         }
         if provenance.analysis:
             task["analysis"] = provenance.analysis
         else:
             task["script"], task["function"] = provenance.script, provenance.function
+        if not 1 <= options.max_saved_results_mb <= MAX_SAVED_RESULTS_BYTES // MiB:
+            raise BadBatch("--max-saved-results-mb", f"{options.max_saved_results_mb} is out of range",
+                           f"give 1 to {MAX_SAVED_RESULTS_BYTES // MiB} (MiB)")
         try:
             config = msgspec.convert(task, AnalysisTaskConfig)
         except msgspec.ValidationError as e:
