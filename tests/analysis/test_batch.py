@@ -447,3 +447,22 @@ def test_save_past_max_saved_results_mb_fails_that_run_alone(tmp_path: Path) -> 
     assert store.run("acme", "traction", "r00").results()["n"] == 1
     bad = cli(*args[:-5], "--max-saved-results-mb", "0")
     assert bad.returncode == 2 and "--max-saved-results-mb: 0 is out of range" in bad.stderr, bad.stderr
+
+
+def test_workers_and_memory_limit_out_of_bounds_exit_2_naming_the_option(tmp_path: Path) -> None:
+    # --workers 100000 made each of 2 zygotes run 50,000 runs at once (tens of thousands of processes).
+    store = make_store(tmp_path / "ds", {"acme": 1})
+    cpus = os.cpu_count() or 1
+    base = [str(store.root), "--script", "count.py", "--no-progress"]
+    many = cli(*base, "--workers", "100000")
+    assert many.returncode == 2, many.stderr
+    assert f"reanalyze: --workers: 100000 is more than {64 * cpus} (64 runs at once per CPU, {cpus} CPUs here" in many.stderr
+    assert f"give at most {64 * cpus}" in many.stderr
+    with pytest.raises(BadBatch, match="no run matched"):  # the bound itself is accepted (checked before the runs)
+        reanalyze(Options(datastore=store.root, script="count.py", workers=64 * cpus, run="nothing"))
+    with pytest.raises(BadBatch, match=rf"--workers: {4 * cpus + 1} is more than {4 * cpus} \(with --scheduler local"):
+        reanalyze(Options(datastore=store.root, script="count.py", workers=4 * cpus + 1, scheduler="local"))
+    with pytest.raises(BadBatch, match=r"--workers: 257 is more than 256 \(with a --scheduler address.*one zygote"):
+        reanalyze(Options(datastore=store.root, script="count.py", workers=257, scheduler="tcp://127.0.0.1:9"))
+    low = cli(*base, "--memory-limit-mb", "1")
+    assert low.returncode == 2 and "reanalyze: --memory-limit-mb: Expected `int` >= 64" in low.stderr, low.stderr

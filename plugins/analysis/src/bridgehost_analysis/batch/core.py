@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import msgspec
 
 from bridgehost import __version__ as bridgehost_version
+from bridgehost.config import MAX_CONCURRENCY
 from bridgehost.errors import BridgehostError, ConfigError, UnknownKindError
 from bridgehost_analysis.batch.analyse import Analyser, Plan, Row, row_of
 from bridgehost_analysis.batch.output import Output, OutputError, check_output
@@ -54,6 +55,17 @@ RECORD_WRITERS = 8
 """Threads writing provenance records (each write waits on fsyncs)."""
 PROGRESS_LOG_S = 5.0
 """How often a progress line is logged when stderr is not a terminal."""
+WORKERS_PER_CPU = 64
+"""The most runs at once per CPU here (``--workers``, local): each run is a
+process with up to ``--memory-limit-mb`` of address space, and more than a
+few per CPU only helps runs that wait on their disk. 64 per zygote is also
+``MAX_PREFORK``, the children a zygote keeps waiting."""
+CLUSTER_WORKERS_PER_CPU = 4
+"""The most Dask worker processes per CPU with ``--scheduler local``: each
+is a Python process with ``distributed`` loaded, plus its zygote, running
+one run at a time."""
+_OPTION_OF = {"timeout_s": "--timeout", "memory_limit_mb": "--memory-limit-mb"}
+"""The command-line option of a task config key the batch sets, for messages."""
 
 
 class BadBatch(ConfigError):
@@ -255,7 +267,8 @@ class Batch:
         try:
             config = msgspec.convert(task, AnalysisTaskConfig)
         except msgspec.ValidationError as e:
-            raise BadBatch("--timeout" if "timeout" in str(e) else "options", str(e)) from None
+            field = str(e).rpartition("at `$.")[2].rstrip("`")
+            raise BadBatch(_OPTION_OF.get(field, "options"), str(e)) from None
         if options.output is not None:
             try:
                 check_output(Path(options.output))
@@ -266,8 +279,8 @@ class Batch:
                     "--output", f"{options.output} is inside the datastore's results/ folder, where it could replace "
                     "a run's file (e.g. its cycle_history.jsonl)", "write the output outside results/",
                 )
-        if options.workers is not None and options.workers < 1:
-            raise BadBatch("--workers", f"{options.workers} is not a number of runs at once", "give 1 or more")
+        if options.workers is not None:
+            _check_workers(options.workers, options.scheduler)
         plan = Plan(task=config, provenance=provenance, custom_params=custom_params)
         batch = cls(options, store, plan, plugins, 0)
         try:
@@ -390,6 +403,34 @@ class Batch:
                     emit(row_of(key, record, skipped=True))
                     continue
             yield key
+
+
+def _check_workers(workers: int, scheduler: str | None) -> None:
+    """Raise ``BadBatch`` naming ``--workers`` unless it is 1 to its bound:
+    ``WORKERS_PER_CPU`` x the CPUs here; with ``--scheduler local``,
+    ``CLUSTER_WORKERS_PER_CPU`` x the CPUs (worker processes); with a
+    scheduler's address, ``MAX_CONCURRENCY`` (runs at once on one Dask
+    worker's zygote, the bound of an analysis task's ``concurrency``)."""
+    if workers < 1:
+        raise BadBatch("--workers", f"{workers} is not a number of runs at once", "give 1 or more")
+    cpus = os.cpu_count() or 1
+    if not scheduler:
+        bound, why = WORKERS_PER_CPU * cpus, (
+            f"{WORKERS_PER_CPU} runs at once per CPU, {cpus} CPUs here: each run is a process with up to "
+            "--memory-limit-mb of address space, and more than a few per CPU only helps runs waiting on their disk")
+        hint = f"give at most {bound}, or spread the batch over machines with --scheduler"
+    elif scheduler == "local":
+        bound, why = CLUSTER_WORKERS_PER_CPU * cpus, (
+            f"with --scheduler local it is the number of Dask worker processes started here, at most "
+            f"{CLUSTER_WORKERS_PER_CPU} per CPU, {cpus} CPUs here")
+        hint = f"give at most {bound}, or start a cluster over several machines and give its --scheduler address"
+    else:
+        bound, why = MAX_CONCURRENCY, (
+            "with a --scheduler address it is the runs at once on each Dask worker, all forked from one zygote: "
+            "at most an analysis task's concurrency")
+        hint = f"give at most {bound}, or add Dask workers"
+    if workers > bound:
+        raise BadBatch("--workers", f"{workers} is more than {bound} ({why})", hint)
 
 
 def _provenance(options: Options, store: Datastore, plugins: Any, params_hash: str) -> Provenance:
