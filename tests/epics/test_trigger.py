@@ -282,3 +282,35 @@ def test_an_ioc_restarted_during_a_run_shows_trigger_and_busy_set_until_its_stat
     wait_runs(host, 1)
     assert runs(host) == 1  # the restored Trigger=1 ran nothing
     assert "put(s) to" not in host.output()
+
+
+def test_a_put_to_an_ioc_restarted_while_bridgehost_was_not_looking_is_run(ioc, start_host):
+    """The IOC restarts and a client puts Trigger=1 before bridgehost has
+    reconnected (bridgehost is held with SIGSTOP, so the put comes first):
+    the new IOC's TriggerCount reads 1, as many as bridgehost had seen from
+    the old one, and was taken for a network break with no put missed: the
+    put was lost without a word (3 puts: 2 runs). The Boot record's
+    timestamp tells the restart: every count of the new IOC is a put."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(deployment(P, "trivial"), i.client_env)
+    with i.client() as c:
+        watch = Watch(c, [P + "Busy"])
+        c.put(P + "Trigger", 1)
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-2:] == [1, 0])
+        watch.close()
+    i.kill()
+    host.wait_output(f"lost {P}TriggerCount")  # its connection closed (a stopped host would hold the IOC's port)
+    host.proc.send_signal(signal.SIGSTOP)
+    try:
+        i.start()
+        with i.client() as c:
+            c.put(P + "Trigger", 1)
+    finally:
+        host.proc.send_signal(signal.SIGCONT)
+    wait_runs(host, 2)
+    assert f"1 put(s) to {P}Trigger on the restarted IOC before bridgehost reconnected: serving them" in host.output()
+    with i.client() as c:
+        watch = Watch(c, [P + "Trigger"])
+        watch.wait(lambda ev: [int(v) for _, v, _ in ev][-1:] == [0])
+    assert runs(host) == 2

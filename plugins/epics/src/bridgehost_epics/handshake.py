@@ -27,6 +27,8 @@ from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
 
+BOOT_WAIT_S = 0.5
+"""How long a (re)connection waits for ``boot_pv`` (its IOC has just answered)."""
 RECHECK_S = 30.0
 """How often a PV marked absent (``PutQueue.mark_absent``) is looked for
 again, out of the queue's order, when a write to it is skipped."""
@@ -49,6 +51,14 @@ class CountedPuts:
     (a new IOC, or the first connection), a Trigger that is 1 is one event
     with ``at_connect`` True, for the owner's start-up policy.
 
+    ``boot_pv`` (``Boot`` in ``bridgehost.db``: a record processed once when
+    the IOC starts, so its timestamp changes only then) tells a restart from
+    a network break for sure: a counter that restarted and then counted puts
+    made before bridgehost reconnected could read as many as before, or
+    more. On a restarted IOC the count is then the puts made since it
+    started, each an event. Without it (a database without ``Boot``, or one
+    that does not answer within ``BOOT_WAIT_S``) the counter alone decides.
+
     ``armed`` is set once the first value has come and these rules have been
     applied: from then on a put of 1 is an event like any other. Before,
     a put could be taken for a Trigger left at 1 before the connection.
@@ -60,10 +70,12 @@ class CountedPuts:
     """
 
     def __init__(self, ctxt: Context, trigger_pv: str, count_pv: str | None, on_events: OnEvents,
-                 *, on_connect: Callable[[], None] | None = None):
+                 *, on_connect: Callable[[], None] | None = None, boot_pv: str | None = None):
         self.ctxt = ctxt
         self.trigger_pv = trigger_pv
         self.count_pv = count_pv
+        self.boot_pv = boot_pv
+        self._boot: float | None = None  # boot_pv's timestamp at the last connection
         self.on_events = on_events
         self.on_connect = on_connect
         self.connected = False
@@ -125,6 +137,19 @@ class CountedPuts:
         if new > 0 and (new := self._not_own(new)):
             self.on_events(new, False)
 
+    async def _restarted(self) -> bool | None:
+        """Whether the IOC started again since the last connection (``boot_pv``);
+        None when it cannot be told (the first connection, no ``boot_pv``)."""
+        if self.boot_pv is None:
+            return None
+        try:
+            async with asyncio.timeout(BOOT_WAIT_S):
+                stamp = (await self.ctxt.get(self.boot_pv)).timestamp
+        except Exception:
+            return None
+        before, self._boot = self._boot, stamp
+        return None if before is None else stamp != before
+
     async def _connected(self, value: Any) -> None:
         if self.count_pv is None:
             # A stamp we have seen is the update we had before the break.
@@ -133,7 +158,16 @@ class CountedPuts:
             self._last = value.timestamp
             return
         count = float(value)
-        if self._last is not None and count >= self._last:
+        restarted = await self._restarted()
+        if self._last is not None and restarted:
+            # every count of the new IOC is a put made since it started, after we lost the old one
+            self._last = count
+            if count >= 1:
+                log.warning("%d put(s) to %s on the restarted IOC before bridgehost reconnected: serving them",
+                            int(count), self.trigger_pv)
+                self.on_events(int(count), False)
+                return
+        elif self._last is not None and count >= self._last:
             missed = int(count - self._last)
             self._last = count
             if missed:

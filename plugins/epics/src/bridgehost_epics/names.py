@@ -53,6 +53,8 @@ class StandardPVs:
 RECORDS = {
     "trigger": "Trigger",
     "trigger_count": "TriggerCount",
+    # processed once, when the IOC starts: its timestamp tells a restart from a network break
+    "boot": "Boot",
     "busy": "Busy",
     "heartbeat": "Heartbeat",
     "task_status": "TaskStatus",

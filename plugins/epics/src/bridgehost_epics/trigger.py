@@ -150,7 +150,8 @@ class EpicsTrigger:
             self._log_pvs = LogPVs(ctxt, PutQueue(ctxt, self.config.put_timeout_s), self.pvs, self.config.log_lines,
                                    self.config.log_rate_hz)
         self._answered = await self._connect()
-        self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect)
+        self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect,
+                                   boot_pv=self.pvs.boot)
         self._events.start()
         if self._answered:
             await self._arm()
