@@ -466,3 +466,19 @@ def test_workers_and_memory_limit_out_of_bounds_exit_2_naming_the_option(tmp_pat
         reanalyze(Options(datastore=store.root, script="count.py", workers=257, scheduler="tcp://127.0.0.1:9"))
     low = cli(*base, "--memory-limit-mb", "1")
     assert low.returncode == 2 and "reanalyze: --memory-limit-mb: Expected `int` >= 64" in low.stderr, low.stderr
+
+
+def test_a_run_listed_twice_is_not_analysed_twice_at_once(tmp_path: Path) -> None:
+    # Each line was analysed at the same time as the other: two processes saving one results.json and record.
+    slow_pid = "import os, time\ndef calculate_results(ctx):\n    time.sleep(0.3)\n    return {'pid': os.getpid()}\n"
+    store = make_store(tmp_path / "ds", {"acme": 2}, script=slow_pid)
+    listed = tmp_path / "runs.txt"
+    listed.write_text("acme/traction/r00\nacme/traction/r00\nacme/traction/r01\nacme/traction/r00\n")
+    out = tmp_path / "o.jsonl"
+    summary = reanalyze(Options(datastore=store.root, script="count.py", runs_from=listed, workers=4, save=True,
+                                output=out, progress=False))
+    assert (summary.ok, summary.skipped, summary.failed) == (2, 2, {})
+    rows = [r for r in rows_of(out) if r["run"] == "acme/traction/r00"]
+    assert sorted(r["skipped"] for r in rows) == [False, True, True]
+    assert len({r["pid"] for r in rows}) == 1 and {r["status"] for r in rows} == {"SUCCESS"}
+    assert store.run("acme", "traction", "r00").results() == {"pid": rows[0]["pid"]}

@@ -34,6 +34,7 @@ from bridgehost_analysis.batch.output import Output, OutputError, check_output
 from bridgehost_analysis.batch.provenance import (
     RECORDS_DIR,
     Provenance,
+    Record,
     file_sha256,
     is_done,
     params_sha256,
@@ -185,12 +186,25 @@ class LocalExecutor:
             if not future.cancelled() and future.exception() is None:
                 emit(future.result())
 
+        # The runs going on, so a run listed twice (--runs-from) is not run twice
+        # at once, writing one record and results.json from two processes.
+        running: dict[RunKey, asyncio.Future[Record]] = {}
+
         async def worker(slot: int) -> None:
             while not stop.is_set():
                 key = next(keys, None)
                 if key is None:
                     return
-                record = await self.analyser.run(key, slot)
+                if key in running:  # its row reports the run going on, as a skipped run its record
+                    first = await asyncio.shield(running[key])
+                    emit(row_of(key, first, skipped=True))
+                    continue
+                running[key] = loop.create_future()
+                try:
+                    record = await self.analyser.run(key, slot)
+                    running[key].set_result(record)
+                finally:
+                    running.pop(key).cancel()  # a no-op once set; else wakes the waiters with CancelledError
                 await room.acquire()
                 future = loop.run_in_executor(writers, self.analyser.record, key, record)
                 writing.add(future)
