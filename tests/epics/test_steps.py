@@ -280,3 +280,17 @@ def test_step_control_without_bridgehost_steps_names_the_install(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "step control needs bridgehost-steps, which is not installed" in result.stderr
     assert "pip install bridgehost-steps" in result.stderr
+
+
+def test_step_control_is_armed_when_the_host_reports_ready(ioc, start_host):
+    """As Trigger's (test_trigger.py): the Pause, Resume and Halt monitors
+    have their first values before the host reports ready. Before, they
+    connected after it: a Pause put right after ready was taken for one left
+    at 1 before bridgehost connected and reset without an answer (seen as
+    the flaky test above on a loaded machine)."""
+    i = ioc()
+    P = i.prefix
+    host = start_host(STEADY.format(prefix=P, trigger="", phases=2), i.client_env, wait_for="running: tasks")
+    before_ready = host.output().split("running: tasks")[0]
+    for control in ("Pause", "Resume", "Halt"):
+        assert f"monitoring {P}{control}Count" in before_ready

@@ -27,8 +27,10 @@ from bridgehost.text import cut_middle
 
 log = logging.getLogger(__name__)
 
-BOOT_WAIT_S = 0.5
-"""How long a (re)connection waits for ``boot_pv`` (its IOC has just answered)."""
+BOOT_WAIT_S = (1.0, 5.0)
+"""How long the first connection waits for ``boot_pv`` (a database may lack
+it), and a reconnection when it answered before (the IOC has just answered;
+a loaded machine can take a second)."""
 RECHECK_S = 30.0
 """How often a PV marked absent (``PutQueue.mark_absent``) is looked for
 again, out of the queue's order, when a write to it is skipped."""
@@ -56,8 +58,9 @@ class CountedPuts:
     a network break for sure: a counter that restarted and then counted puts
     made before bridgehost reconnected could read as many as before, or
     more. On a restarted IOC the count is then the puts made since it
-    started, each an event. Without it (a database without ``Boot``, or one
-    that does not answer within ``BOOT_WAIT_S``) the counter alone decides.
+    started, each an event. Without it (a database without ``Boot``: it did
+    not answer the first connection within ``BOOT_WAIT_S``) the counter
+    alone decides, and reconnections do not wait for it.
 
     ``armed`` is set once the first value has come and these rules have been
     applied: from then on a put of 1 is an event like any other. Before,
@@ -140,12 +143,15 @@ class CountedPuts:
     async def _restarted(self) -> bool | None:
         """Whether the IOC started again since the last connection (``boot_pv``);
         None when it cannot be told (the first connection, no ``boot_pv``)."""
-        if self.boot_pv is None:
-            return None
+        if self.boot_pv is None or (self._last is not None and self._boot is None):
+            return None  # no Boot, or it did not answer the first connection: the database lacks it
         try:
-            async with asyncio.timeout(BOOT_WAIT_S):
+            async with asyncio.timeout(BOOT_WAIT_S[self._boot is not None]):
                 stamp = (await self.ctxt.get(self.boot_pv)).timestamp
-        except Exception:
+        except Exception as e:
+            if self._boot is not None:
+                log.warning("%s did not answer (%s): cannot tell whether the IOC restarted; going by %s alone",
+                            self.boot_pv, type(e).__name__, self.count_pv)
             return None
         before, self._boot = self._boot, stamp
         return None if before is None else stamp != before

@@ -31,6 +31,7 @@ and works without it. Reference: docs/epics.md, "Step control".
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import logging
@@ -141,6 +142,18 @@ class StepControl:
         self.controller.subscribe(self._on_announcement)
         log.info("step control of task %r: %s, %s, %s; %s, %s, %s", self.task, self.pvs.pause, self.pvs.resume,
                  self.pvs.halt, self.pvs.state, self.pvs.location, self.pvs.control_answer)
+
+    async def arm(self, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) until the Pause, Resume and Halt
+        monitors have their first values and have applied the start-up rule
+        (a put found at 1 is reset without acting): the trigger calls this
+        before the host reports ready, so a put right after ready is served,
+        not taken for one left at 1 before bridgehost connected. True if armed."""
+        waits = [asyncio.ensure_future(events.armed.wait()) for events in self._events]
+        _, pending = await asyncio.wait(waits, timeout=timeout_s)
+        for wait in pending:
+            wait.cancel()
+        return not pending
 
     async def stop(self) -> None:
         # Stop taking control puts; keep following the announcements, so a

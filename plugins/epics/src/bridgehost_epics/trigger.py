@@ -159,6 +159,12 @@ class EpicsTrigger:
             self._log_pvs.start()
         if self.steps is not None:
             self.steps.start(ctxt, self._writer)
+            # as Trigger's: armed before ready (a database without the step records: not waited for)
+            waits = self._answered and not self._writer.is_absent(self.pvs.pause)
+            if waits and not await self.steps.arm(self.config.put_timeout_s):
+                log.warning("%s: the step control monitors had no value within put_timeout_s (%s s): starting "
+                                "anyway; a Pause, Resume or Halt put before they have one is reset without acting",
+                                self.pvs.trigger, self.config.put_timeout_s)
 
     async def _connect(self) -> bool:
         """Connect the channels of every PV the trigger writes (a PV the
@@ -176,7 +182,7 @@ class EpicsTrigger:
         required = [pvs.busy, pvs.trigger, pvs.task_duration, pvs.task_status_dtyp]
         if self.config.trigger_count:
             required.append(pvs.trigger_count)
-        optional = [pvs.refused]
+        optional = [pvs.refused, pvs.boot]  # Boot: read, not written; its channel is up for CountedPuts
         if self._log_pvs is not None:
             optional += self._log_pvs.pvs_written()
         if self.steps is not None:
