@@ -5,8 +5,9 @@ with one ``SharedPV`` per record of ``bridgehost.db``, behaving as the IOC's
 records do for what bridgehost relies on. A put of 1 to ``Trigger`` counts
 in ``TriggerCount`` (and to ``Pause``, ``Resume``, ``Halt`` in their own
 counts); a put to ``TaskStatus.RVAL`` sets the ``TaskStatus`` state, whose
-``DTYP`` reads ``Raw Soft Channel`` as in ``bridgehost.db``; every other PV
-holds what was last put.
+``DTYP`` reads ``Raw Soft Channel`` as in ``bridgehost.db``; ``Boot`` is
+stamped when the server starts and refuses puts; every other PV holds what
+was last put.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def _counted_bo(on: str) -> tuple[SharedPV, SharedPV]:
     return _enum(("Idle", on), handler=_Store(on_put)), count
 
 
+class _Refuse:
+    """Put handler of a record whose puts are refused (``DISP`` = 1)."""
+
+    def put(self, pv: SharedPV, op: Any) -> None:
+        op.done(error="puts to this record are disabled (DISP = 1)")
+
+
 def standard_records(prefix: str) -> dict[str, SharedPV]:
     """The SharedPVs of ``bridgehost.db`` under ``prefix``, by PV name."""
     pvs = StandardPVs(prefix)
@@ -79,9 +87,11 @@ def standard_records(prefix: str) -> dict[str, SharedPV]:
         pvs.task_status_dtyp: _enum(("Soft Channel", "Raw Soft Channel", "Async Soft Channel"), index=1),
         pvs.task_duration: _scalar("d", 0.0),
         pvs.refused: _scalar("i", 0),
+        pvs.boot: SharedPV(nt=NTScalar("i"), handler=_Refuse()),
         pvs.log_level: _enum(LOG_LEVELS, index=1),
         pvs.silenced_loggers: _scalar("as", []),
     }
+    records[pvs.boot].open(0, timestamp=time.time())  # stamped once, as the IOC's PINI does
     for level in LOG_LEVELS:
         records[pvs.log_pv(level)] = _scalar("ab", [])
     for bo, on in (("trigger", "Run"), ("pause", "Pause"), ("resume", "Resume"), ("halt", "Halt")):

@@ -150,8 +150,9 @@ class EpicsTrigger:
             self._log_pvs = LogPVs(ctxt, PutQueue(ctxt, self.config.put_timeout_s), self.pvs, self.config.log_lines,
                                    self.config.log_rate_hz)
         self._answered = await self._connect()
+        boot_pv = None if self._writer.is_absent(self.pvs.boot) else self.pvs.boot  # found absent: not waited for
         self._events = CountedPuts(ctxt, self.pvs.trigger, count_pv, self._on_events, on_connect=self._on_connect,
-                                   boot_pv=self.pvs.boot)
+                                   boot_pv=boot_pv)
         self._events.start()
         if self._answered:
             await self._arm()
