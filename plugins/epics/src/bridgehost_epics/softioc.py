@@ -51,9 +51,12 @@ class SoftIoc:
             "EPICS_PVA_SERVER_PORT": str(self.port),
         }
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 30.0, *, direct: bool = False) -> None:
         """Start (or restart, on the same ports). Raises RuntimeError with
-        the IOC's output if it exits or does not answer within ``timeout_s``."""
+        the IOC's output if it exits or does not answer within ``timeout_s``.
+        ``direct``: probe over TCP to its port (``direct_client``), not by a
+        UDP search, which a stopped process holding the search port (a client
+        sharing it, stopped with SIGSTOP) can swallow."""
         env = dict(os.environ)
         env.update(
             EPICS_PVAS_SERVER_PORT=str(self.port),
@@ -69,7 +72,7 @@ class SoftIoc:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout_s
-        with self.client() as ctxt:
+        with self.direct_client() if direct else self.client() as ctxt:
             while True:
                 try:
                     ctxt.get(self.probe_pv, timeout=1.0)
@@ -102,6 +105,13 @@ class SoftIoc:
     def client(self) -> Context:
         """A new blocking p4p client context that finds this IOC."""
         return Context("pva", conf=self.client_env, useenv=False)
+
+    def direct_client(self) -> Context:
+        """A new blocking p4p client context that reaches this IOC over TCP
+        only (``EPICS_PVA_NAME_SERVERS``: no UDP search)."""
+        conf = {"EPICS_PVA_NAME_SERVERS": f"127.0.0.1:{self.port}", "EPICS_PVA_ADDR_LIST": "",
+                "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
+        return Context("pva", conf=conf, useenv=False)
 
     def kill(self) -> None:
         """Kill the IOC process (SIGKILL, by PID) and reap it."""
